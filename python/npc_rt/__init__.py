@@ -1,0 +1,38 @@
+"""npc_rt: a Rust-accelerated runtime for NPC (automated negative prompting).
+
+This module is the public surface and nothing else: importing it loads no model and touches no
+network.
+"""
+
+from __future__ import annotations
+
+from npc_rt.errors import (
+    EngineError,
+    InvalidInputError,
+    JudgeError,
+    JudgeUnavailableError,
+    MalformedJudgeAnswerError,
+    ManifestVersionError,
+    NonFiniteError,
+    NpcError,
+    NpcIOError,
+    ShapeError,
+    TokenizerError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "NpcError",
+    "InvalidInputError",
+    "ShapeError",
+    "NonFiniteError",
+    "TokenizerError",
+    "NpcIOError",
+    "EngineError",
+    "ManifestVersionError",
+    "JudgeError",
+    "JudgeUnavailableError",
+    "MalformedJudgeAnswerError",
+]
