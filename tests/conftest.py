@@ -1,0 +1,10 @@
+"""Shared pytest setup. Fixture builders live in tests/fixtures/ (importable as ``fixtures``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "export"))
