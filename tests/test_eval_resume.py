@@ -61,7 +61,7 @@ def test_sigkill_mid_run_then_restart_redoes_nothing(tmp_path: Path) -> None:
     recomputed = {c for c in calls if calls.count(c) > 1}
     finished_ids = {f"{int(n[:5])} {int(n.split('_s')[1][:-5])}" for n in finished}
     assert not (recomputed & finished_ids)
-    assert not list(eval_dir.rglob(".tmp-*"))
+    assert not list(eval_dir.rglob(".*.tmp"))
 
     summary = json.loads((eval_dir / "summary.json").read_text())
     fresh = run_fake_eval(tmp_path / "fresh")

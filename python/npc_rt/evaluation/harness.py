@@ -15,7 +15,6 @@ skips finished samples, discards the half-done work of the one it was killed in,
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
@@ -29,6 +28,7 @@ from npc_rt.errors import InvalidInputError, NpcIOError
 from npc_rt.evaluation.files import (
     read_json,
     remove_temporaries,
+    to_jsonable,
     write_json_atomic,
     write_png_atomic,
 )
@@ -290,16 +290,4 @@ def _finite(value: float) -> float:
 
 def _json_safe(value: Any) -> Any:
     """Plain JSON (no NaN, no numpy, no dataclasses) from whatever a judge put in its details."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _json_safe(value.tolist())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _json_safe(dataclasses.asdict(value))
-    return str(value)
+    return to_jsonable(value)

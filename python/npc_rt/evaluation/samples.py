@@ -123,7 +123,7 @@ def outcome_from_correction(result: Any, elapsed: float, run_dir: Path) -> Sampl
     chosen = result.chosen
     attempts = tuple(getattr(result, "attempts", ()) or ())
     timings = getattr(result, "timings", None) or {}
-    original_seconds = _original_seconds(original, timings, elapsed)
+    original_seconds = _original_seconds(timings, elapsed)
     return SampleOutcome(
         original_pixels=_pixels(original),
         original_verdict=_verdict(original),
@@ -135,6 +135,11 @@ def outcome_from_correction(result: Any, elapsed: float, run_dir: Path) -> Sampl
         mode=_text_or_none(getattr(result, "mode", None)),
         total_seconds=elapsed,
         run_dir=run_dir,
+        extra={
+            "status": _text_or_none(getattr(result, "status", None)),
+            "errors": list(getattr(result, "errors", ()) or ()),
+            "batch_size": getattr(result, "batch_size", None),
+        },
     )
 
 
@@ -150,14 +155,12 @@ def _verdict(step: Any) -> Verdict:
     return verdict
 
 
-def _original_seconds(original: Any, timings: Mapping[str, Any], elapsed: float) -> float:
-    image = getattr(original, "image", None)
-    generated = getattr(image, "timings", None) or {}
-    spent = sum(float(v) for v in generated.values()) if generated else 0.0
-    verify = timings.get("verify_original") if isinstance(timings, Mapping) else None
-    if spent > 0.0:
-        return spent + (float(verify) if verify is not None else 0.0)
-    return elapsed
+def _original_seconds(timings: Mapping[str, Any], elapsed: float) -> float:
+    """Generation plus verdict of the original, from the loop's stage timings."""
+    stages = [timings.get(k) for k in ("generate_original", "verify_original")]
+    if any(v is None for v in stages):
+        return elapsed
+    return float(sum(stages))
 
 
 def _text_or_none(value: Any) -> str | None:
