@@ -301,8 +301,6 @@ class OpenAIProposer:
         return f"OpenAIProposer({self.client!r})"
 
     def propose(self, prompt: str, caption: Caption, verdict: Verdict, k: int) -> Proposal:
-        from npc_rt.prompt import clean_candidates
-
         text = self.template.safe_substitute(
             prompt=_quote(prompt),
             caption=_quote(caption.text),
@@ -312,6 +310,8 @@ class OpenAIProposer:
         out = self.client.complete([{"role": "user", "content": text}], parse_candidates)
         if out.value is None:
             return Proposal(candidates=(), judge=self.name, raw=out.raw, error=out.error)
+        from npc_rt.prompt import clean_candidates  # the core's rules (Rust)
+
         return Proposal(
             candidates=tuple(clean_candidates(out.value, k)), judge=self.name, raw=out.raw
         )
