@@ -20,6 +20,13 @@ from npc_rt.errors import (
     TokenizerError,
 )
 from npc_rt.rng import TorchCpuGenerator, randn
+from npc_rt.tokenizer import (
+    PRESETS,
+    TokenBatch,
+    Tokenizer,
+    convert_clip_vocab,
+    convert_sentencepiece,
+)
 
 __version__ = "0.1.0"
 
@@ -38,4 +45,9 @@ __all__ = [
     "MalformedJudgeAnswerError",
     "randn",
     "TorchCpuGenerator",
+    "Tokenizer",
+    "TokenBatch",
+    "PRESETS",
+    "convert_clip_vocab",
+    "convert_sentencepiece",
 ]

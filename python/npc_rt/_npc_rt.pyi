@@ -4,6 +4,8 @@ Every function that takes numpy arrays reads them zero-copy and releases the GIL
 core works. Errors are raised as the classes of ``npc_rt.errors``.
 """
 
+import os
+
 import numpy as np
 import numpy.typing as npt
 
@@ -25,3 +27,91 @@ class TorchCpuGenerator:
     def __init__(self, seed: int) -> None: ...
     def initial_seed(self) -> int: ...
     def randn(self, shape: list[int], dtype: str = "float32") -> npt.NDArray[np.generic]: ...
+
+# --- tokenize (see npc_rt.tokenizer for the public wrapper) ---
+
+class NativeTokenizer:
+    """A ``tokenizer.json`` (Hugging Face tokenizers format) with its batch layout.
+
+    Immutable and thread-safe. Load errors: ``NpcIOError`` (no such file), ``TokenizerError``
+    (unparsable file, or a preset's tokens missing), ``InvalidInputError`` (bad options).
+    """
+
+    @staticmethod
+    def from_file(
+        path: str | os.PathLike[str],
+        *,
+        max_length: int | None = None,
+        pad_id: int | None = None,
+        padding: str = "max_length",
+        truncation: bool = True,
+        add_special_tokens: bool = True,
+    ) -> NativeTokenizer:
+        """Load with an explicit layout. ``padding`` is ``"max_length"`` or ``"longest"``.
+
+        ``max_length`` defaults to the file's truncation/fixed padding length and is required for
+        ``"max_length"`` padding or truncation; ``pad_id`` defaults to the file's padding id, else
+        ``<pad>``, else 0. Truncation keeps the special tokens (text cut to ``max_length`` minus
+        their number).
+        """
+
+    @staticmethod
+    def from_preset(name: str, path: str | os.PathLike[str]) -> NativeTokenizer:
+        """Load with a preset's layout: ``clip-l`` (77, pad ``<|endoftext|>``), ``openclip-bigg``
+        (77, pad ``!``), ``t5`` (512, pad ``<pad>``), ``t5-256`` (256, pad ``<pad>``); all pad to
+        max length, truncate and add special tokens."""
+
+    @staticmethod
+    def preset_names() -> list[str]: ...
+    @property
+    def max_length(self) -> int | None: ...
+    @property
+    def pad_id(self) -> int: ...
+    @property
+    def padding(self) -> str: ...
+    @property
+    def truncation(self) -> bool: ...
+    @property
+    def add_special_tokens(self) -> bool: ...
+    @property
+    def vocab_size(self) -> int:
+        """Vocabulary size including added special tokens."""
+
+    @property
+    def preset(self) -> str | None: ...
+    @property
+    def n_special_tokens(self) -> int:
+        """Special tokens added around one text (2 for CLIP, 1 for T5)."""
+
+    def encode_batch(
+        self,
+        texts: list[str],
+        *,
+        add_special_tokens: bool | None = None,
+        padding: str | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``(input_ids, attention_mask)``, int64 ``[len(texts), L]``, built in Rust with the GIL
+        released (rayon across texts for 8+). The arrays own the Rust buffers (no copy).
+        ``L`` is ``max_length`` (widened to the longest row if truncation is off) or the longest
+        row for ``"longest"`` padding; an empty list gives ``[0, L]``."""
+
+# --- convert (vocabulary files -> tokenizer.json) ---
+
+def convert_clip_vocab(
+    vocab_json: str | os.PathLike[str],
+    merges_txt: str | os.PathLike[str],
+    out_json: str | os.PathLike[str],
+) -> None:
+    """Write the ``tokenizer.json`` of CLIP ``vocab.json`` + ``merges.txt`` (transformers'
+    ``CLIPTokenizer`` pipeline). ``NpcIOError`` for unreadable/unwritable files,
+    ``TokenizerError`` for a malformed vocabulary or merges file (the line is named)."""
+
+def convert_sentencepiece(
+    spiece_model: str | os.PathLike[str],
+    out_json: str | os.PathLike[str],
+    *,
+    extra_ids: int = 100,
+) -> None:
+    """Write the ``tokenizer.json`` of a sentencepiece unigram ``spiece.model`` (transformers'
+    ``T5TokenizerFast`` pipeline, ``extra_ids`` ``<extra_id_N>`` sentinels). The protobuf is
+    parsed in Rust; ``TokenizerError`` for a malformed or non-unigram model."""
