@@ -25,7 +25,6 @@ verifier both keep the same image, and for the same candidates the generator mak
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -220,7 +219,7 @@ class _Run:
 
         self._say("verifying the original image")
         with self._timed("verify_original"):
-            verdict0 = _safe_verify(self.judges, image0, self.prompt, self.metadata)
+            verdict0 = _safe_verify(self.judges, image0.pixels, self.prompt, self.metadata)
         self.original = dataclasses.replace(self.original, verdict=verdict0)
         self._say(f"original: {_verdict_line(verdict0)}")
         if verdict0.accepted:
@@ -234,7 +233,7 @@ class _Run:
 
         self._say("captioning the original image")
         with self._timed("caption"):
-            self.caption = _safe_caption(self.judges, image0, self.prompt)
+            self.caption = _safe_caption(self.judges, image0.pixels, self.prompt)
         if self.caption.error is not None or not self.caption.text.strip():
             self.errors.append(f"captioner: {self.caption.error or 'empty caption'}")
             return self._finish_best("judge_error")
@@ -351,16 +350,12 @@ class _Run:
         return Attempt(index, negative, rank, image, verdict, path, batch)
 
     def _png_text(self, image: GeneratedImage, rank: int | None) -> dict[str, str]:
-        text = {
-            "npc_rt:prompt": image.prompt,
-            "npc_rt:negative": image.negative or "",
-            "npc_rt:seed": str(image.seed),
-            "npc_rt:params": json.dumps(to_jsonable(image.params), sort_keys=True),
-            "npc_rt:engine": self.manifest_hash or "",
-        }
+        from npc_rt.images import png_text
+
+        extra = {"engine": self.manifest_hash or ""}
         if rank is not None:
-            text["npc_rt:rank"] = str(rank)
-        return text
+            extra["rank"] = str(rank)
+        return png_text(image, extra)
 
     # -- records --------------------------------------------------------------------------------
 

@@ -150,12 +150,22 @@ def contact_sheet(
     for index, (tile, lines) in enumerate(zip(tiles, wrapped, strict=True)):
         x0 = (index % cols) * cell_w + pad
         y0 = (index // cols) * cell_h + pad
-        thumb = Image.fromarray(_check_rgb(tile.pixels), "RGB")
-        thumb.thumbnail((tile_size, tile_size))
+        thumb = _fit(Image.fromarray(_check_rgb(tile.pixels), "RGB"), tile_size)
         sheet.paste(thumb, (x0 + (tile_size - thumb.width) // 2, y0))
         for row, line in enumerate(lines):
             draw.text((x0, y0 + tile_size + 2 + row * line_height), line, fill=(0, 0, 0), font=font)
     return np.asarray(sheet, dtype=np.uint8)
+
+
+def _fit(image: Any, size: int) -> Any:
+    """Scaled so its longer side is ``size``: small test images are enlarged (nearest, so pixels
+    stay visible), large ones reduced smoothly."""
+    from PIL import Image
+
+    scale = size / max(image.width, image.height)
+    new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
+    return image.resize(new_size, resample)
 
 
 def _check_rgb(pixels: np.ndarray) -> np.ndarray:
