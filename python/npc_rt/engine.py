@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ ENGINE_FORMAT = "npc-rt-engine"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 KNOWN_FAMILIES = ("flux",)
+_SCALED_DIM = re.compile(r"^\d+\*")
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,8 @@ def _tensor_specs(entries: Any, dims: Mapping[str, DimRange], where: str) -> tup
         name = _need(entry, "name", str, f"{where}[{i}]")
         shape = _need(entry, "shape", list, f"{where}[{i}]")
         for axis in shape:
-            if isinstance(axis, str) and axis not in dims:
+            # outputs may name a multiple of a dim ("8*latent_height", the VAE's upsampling)
+            if isinstance(axis, str) and _SCALED_DIM.sub("", axis) not in dims:
                 raise EngineError(f"manifest: {where}[{i}] ({name}) uses undeclared dim {axis!r}")
             if not isinstance(axis, (str, int)) or isinstance(axis, bool):
                 raise EngineError(f"manifest: {where}[{i}] ({name}) has a bad axis {axis!r}")

@@ -1,0 +1,448 @@
+"""FLUX latency and memory: npc_rt (ONNX Runtime, no torch) vs diffusers (torch eager), same
+weights, same machine, same run.
+
+    python benches/bench_flux.py                 # tiny + small models, a few minutes on 2 cores
+    python benches/bench_flux.py --models tiny   # seconds
+
+For each model a random-weight FLUX pipeline is built and exported with ``npc_rt_export`` into a
+temporary folder. Each runtime is then measured in its own subprocess (so peak RSS is that
+runtime's alone and the npc_rt worker never imports torch): load time, per-stage latency (text
+encode with an empty cache, denoise, VAE decode), end to end, and the same with one negative for
+the first 3 steps (2 transformer rows). Medians over ``--repeats`` after one warm-up run.
+
+``overhead`` measures the sampling loop's own Python/numpy cost per denoising step with a backend
+that does no work (it returns preallocated zeros), at the tiny shape and at FLUX-dev's real shape
+(1024x1024: 4096 image tokens x 64 channels, 512 text tokens x 4096), K = 1 and K = 4 candidates
+with negatives. Target: under 1 ms per step.
+
+Models:
+- ``tiny``: the test fixture's model (``tests/fixtures/tiny_flux.py``), 64x64, text length 32.
+- ``small``: a random FLUX sized like a small real DiT that fits 2 CPU cores: 2 double + 4
+  single blocks of width 384 (6 heads x 64), T5 of width 512 (4 layers), CLIP of width 256, a VAE
+  of width 32..128; 256x256 (256 image tokens), text length 128.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for extra in (REPO / "tests", REPO / "export"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+PROMPT = "a red cube on top of a blue sphere, studio photo"
+NEGATIVE = "green cube"
+SEED = 42
+MODELS = {
+    "tiny": {"height": 64, "width": 64, "steps": 8, "text_length": 32},
+    "small": {"height": 256, "width": 256, "steps": 8, "text_length": 128},
+}
+
+
+# --------------------------------------------------------------------------- building models
+
+
+def build_small_flux(out_dir: Path, text_length: int, seed: int = 0) -> Path:
+    """A random-weight FLUX pipeline sized like a small DiT (see the module docstring)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
+    from fixtures.tiny_flux import FLUX_DEV_SCHEDULER, T5_VOCAB_SIZE
+    from fixtures.tokenizer_assets import clip_vocab_files, train_t5_spiece
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTokenizer,
+        T5Config,
+        T5EncoderModel,
+        T5TokenizerFast,
+    )
+
+    assets = out_dir.parent / f"{out_dir.name}-tokenizer-assets"
+    vocab_json, merges_txt = clip_vocab_files(assets / "clip")
+    spiece = train_t5_spiece(assets / "t5", vocab_size=T5_VOCAB_SIZE)
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=256,
+            intermediate_size=1024,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=256,
+            hidden_act="quick_gelu",
+            bos_token_id=0,
+            pad_token_id=1,
+            eos_token_id=2,
+        )
+    )
+    text_encoder_2 = T5EncoderModel(
+        T5Config(
+            vocab_size=T5_VOCAB_SIZE,
+            d_model=512,
+            d_kv=64,
+            d_ff=1024,
+            num_layers=4,
+            num_heads=8,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+            dropout_rate=0.0,
+        )
+    )
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=2,
+        num_single_layers=4,
+        attention_head_dim=64,
+        num_attention_heads=6,
+        joint_attention_dim=512,
+        pooled_projection_dim=256,
+        guidance_embeds=True,
+        axes_dims_rope=(16, 24, 24),
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(32, 64, 128, 128),
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=32,
+        sample_size=256,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(**FLUX_DEV_SCHEDULER),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=CLIPTokenizer(
+            vocab_file=str(vocab_json),
+            merges_file=str(merges_txt),
+            model_max_length=77,
+            pad_token="<|endoftext|>",
+        ),
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=T5TokenizerFast(vocab_file=str(spiece), extra_ids=0, model_max_length=512),
+        transformer=transformer,
+    )
+    pipe.save_pretrained(out_dir)
+    return out_dir
+
+
+def prepare(model: str, work: Path) -> tuple[Path, Path, float, float]:
+    """Build and export ``model``; return (pipeline dir, engine dir, build s, export s)."""
+    from npc_rt_export import ExportOptions, export_pipeline
+
+    cfg = MODELS[model]
+    t0 = time.perf_counter()
+    src = work / f"{model}-pipeline"
+    if model == "tiny":
+        from fixtures.tiny_flux import build_tiny_flux_pipeline
+
+        build_tiny_flux_pipeline(src)
+    else:
+        build_small_flux(src, cfg["text_length"])
+    t1 = time.perf_counter()
+    size = (cfg["height"], cfg["width"])
+    engine = work / f"{model}-engine"
+    options = ExportOptions(
+        precision="fp32",
+        max_batch=8,
+        min_size=size,
+        opt_size=size,
+        max_size=size,
+        max_sequence_length=cfg["text_length"],
+    )
+    export_pipeline(src, engine, options)
+    return src, engine, t1 - t0, time.perf_counter() - t1
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def worker_ours(engine_dir: str, model: str, repeats: int) -> dict:
+    from npc_rt.generator import GenerationParams
+    from npc_rt.pipeline import load_engine
+
+    cfg = MODELS[model]
+    base_rss = _peak_rss_mib()
+    t0 = time.perf_counter()
+    pipe = load_engine(engine_dir, providers=["cpu"])
+    load_s = time.perf_counter() - t0
+    params = GenerationParams(
+        steps=cfg["steps"],
+        height=cfg["height"],
+        width=cfg["width"],
+        guidance=3.5,
+        true_cfg=1.8,
+        negative_steps=3,
+    )
+    results: dict[str, list[float]] = {}
+    for label, negatives in (("plain", (None,)), ("negative", (NEGATIVE,))):
+        for i in range(repeats + 1):
+            pipe.text_cache._items.clear()  # measure encoding, not the cache
+            t = time.perf_counter()
+            samples = pipe.sample(PROMPT, seed=SEED, negatives=negatives, params=params)
+            total = time.perf_counter() - t
+            if i == 0:
+                continue  # warm-up
+            for key, value in samples.timings.items():
+                results.setdefault(f"{label}.{key}", []).append(value)
+            results.setdefault(f"{label}.total", []).append(total)
+    import sys as _sys
+
+    return {
+        "load": load_s,
+        **{k: statistics.median(v) for k, v in results.items()},
+        "peak_rss_mib": _peak_rss_mib(),
+        "rss_before_load_mib": base_rss,
+        "torch_imported": "torch" in _sys.modules,
+    }
+
+
+def worker_diffusers(pipeline_dir: str, model: str, repeats: int) -> dict:
+    import torch
+    from diffusers import FluxPipeline
+
+    cfg = MODELS[model]
+    base_rss = _peak_rss_mib()
+    t0 = time.perf_counter()
+    pipe = FluxPipeline.from_pretrained(pipeline_dir, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    load_s = time.perf_counter() - t0
+    common = {
+        "num_inference_steps": cfg["steps"],
+        "height": cfg["height"],
+        "width": cfg["width"],
+        "guidance_scale": 3.5,
+        "max_sequence_length": cfg["text_length"],
+    }
+    results: dict[str, list[float]] = {}
+
+    @torch.no_grad()
+    def one(label: str, negative: str | None) -> None:
+        extra = {"negative_prompt": negative, "true_cfg_scale": 1.8} if negative else {}
+        t = time.perf_counter()
+        pipe(
+            PROMPT,
+            generator=torch.Generator("cpu").manual_seed(SEED),
+            output_type="np",
+            **common,
+            **extra,
+        )
+        total = time.perf_counter() - t
+        # the stages, timed separately with the same calls the pipeline makes
+        t = time.perf_counter()
+        embeds, pooled, _ = pipe.encode_prompt(
+            PROMPT, None, device="cpu", max_sequence_length=cfg["text_length"]
+        )
+        neg = {}
+        if negative:
+            n_embeds, n_pooled, _ = pipe.encode_prompt(
+                negative, None, device="cpu", max_sequence_length=cfg["text_length"]
+            )
+            neg = {
+                "negative_prompt_embeds": n_embeds,
+                "negative_pooled_prompt_embeds": n_pooled,
+                "true_cfg_scale": 1.8,
+            }
+        encode = time.perf_counter() - t
+        t = time.perf_counter()
+        latents = pipe(
+            prompt_embeds=embeds,
+            pooled_prompt_embeds=pooled,
+            generator=torch.Generator("cpu").manual_seed(SEED),
+            output_type="latent",
+            **common,
+            **neg,
+        ).images
+        denoise = time.perf_counter() - t
+        t = time.perf_counter()
+        latents = pipe._unpack_latents(latents, cfg["height"], cfg["width"], pipe.vae_scale_factor)
+        latents = latents / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+        image = pipe.vae.decode(latents, return_dict=False)[0]
+        pipe.image_processor.postprocess(image, output_type="np")
+        decode = time.perf_counter() - t
+        for key, value in (
+            ("encode", encode),
+            ("denoise", denoise),
+            ("decode", decode),
+            ("total", total),
+        ):
+            results.setdefault(f"{label}.{key}", []).append(value)
+
+    for label, negative in (("plain", None), ("negative", NEGATIVE)):
+        one(label, negative)  # warm-up
+        results = {k: v for k, v in results.items() if not k.startswith(label)}
+        for _ in range(repeats):
+            one(label, negative)
+    return {
+        "load": load_s,
+        **{k: statistics.median(v) for k, v in results.items()},
+        "peak_rss_mib": _peak_rss_mib(),
+        "rss_before_load_mib": base_rss,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def worker_overhead(engine_dir: str, model: str, repeats: int) -> dict:
+    """Per-step cost of the loop with a backend that returns preallocated zeros."""
+    import numpy as np
+    from npc_rt.engine import open_engine
+    from npc_rt.generator import GenerationParams
+    from npc_rt.guidance import GuidanceLayout
+    from npc_rt.pipeline import Pipeline, TextEmbedding
+
+    class NullBackend:
+        name = "null"
+
+        def __init__(self) -> None:
+            self._zeros: dict[tuple, np.ndarray] = {}
+
+        def run(self, component, inputs):
+            shape = np.shape(inputs["hidden_states"])
+            out = self._zeros.get(shape)
+            if out is None:
+                out = self._zeros[shape] = np.zeros(shape, np.float32)
+            return {"noise_pred": out}
+
+        def place(self, array):
+            return array
+
+        def close(self) -> None:
+            pass
+
+    engine = open_engine(engine_dir)
+    pipe = Pipeline(engine, NullBackend())
+    shapes = {
+        "tiny": (MODELS[model]["height"], MODELS[model]["width"], MODELS[model]["text_length"], 32),
+        "flux-dev-1024": (1024, 1024, 512, 4096),
+    }
+    out = {}
+    steps = 50
+    for shape_name, (h, w, length, dim) in shapes.items():
+        text = TextEmbedding(np.zeros((length, dim), np.float32), np.zeros(768, np.float32))
+        for k, negs in (
+            (1, (None,)),
+            (4, ("a", "b", "c", "d")),
+        ):
+            params = GenerationParams(
+                steps=steps, height=h, width=w, guidance=3.5, true_cfg=1.8, negative_steps=3
+            )
+            layout = GuidanceLayout.for_negatives(negs, 1.8)
+            times = []
+            for _ in range(repeats + 1):
+                t = time.perf_counter()
+                pipe.denoise(text, [text] * len(layout.negative_candidates), layout, SEED, params)
+                times.append((time.perf_counter() - t) / steps)
+            out[f"{shape_name}.K{k}.ms_per_step"] = statistics.median(times[1:]) * 1000
+    return out
+
+
+WORKERS = {"ours": worker_ours, "diffusers": worker_diffusers, "overhead": worker_overhead}
+
+
+def run_worker(kind: str, path: Path, model: str, repeats: int) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--path",
+        str(path),
+        "--models",
+        model,
+        "--repeats",
+        str(repeats),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report(
+    model: str, ours: dict, ref: dict, overhead: dict | None, build_s: float, export_s: float
+) -> None:
+    cfg = MODELS[model]
+    print(
+        f"\n== {model}: {cfg['height']}x{cfg['width']}, {cfg['steps']} steps, text length {cfg['text_length']} "
+        f"(build {build_s:.1f}s, export {export_s:.1f}s) =="
+    )
+    print(f"{'stage':<22}{'npc_rt (ORT)':>14}{'diffusers':>14}{'speed-up':>11}")
+    for label in ("plain", "negative"):
+        for stage in ("encode", "denoise", "decode", "total"):
+            key = f"{label}.{stage}"
+            a, b = ours[key], ref[key]
+            print(f"{key:<22}{a * 1000:>12.1f}ms{b * 1000:>12.1f}ms{b / a:>10.2f}x")
+    print(f"{'load':<22}{ours['load']:>13.2f}s{ref['load']:>13.2f}s")
+    print(
+        f"{'peak RSS':<22}{ours['peak_rss_mib']:>11.0f}MiB{ref['peak_rss_mib']:>11.0f}MiB"
+        f"{ref['peak_rss_mib'] / ours['peak_rss_mib']:>10.2f}x"
+    )
+    print(
+        f"npc_rt worker imported torch: {ours['torch_imported']}; torch threads {ref['torch_threads']}"
+    )
+    if overhead:
+        print("loop overhead with a no-op backend (ms per step, 50 steps, negatives on 3):")
+        for key, value in overhead.items():
+            print(f"  {key:<32}{value:8.3f} ms")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", default="tiny,small")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=None, help="keep built models here")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker](str(args.path), args.models, args.repeats)))
+        return 0
+    print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="bench-flux-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for model in args.models.split(","):
+            src, engine, build_s, export_s = prepare(model, work)
+            ours = run_worker("ours", engine, model, args.repeats)
+            ref = run_worker("diffusers", src, model, args.repeats)
+            overhead = (
+                run_worker("overhead", engine, model, args.repeats) if model == "tiny" else None
+            )
+            report(model, ours, ref, overhead, build_s, export_s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,478 @@
+"""FLUX sampling over an engine directory: encode -> denoise -> decode, batched over candidates.
+
+``Pipeline`` satisfies ``npc_rt.generator.ImageGenerator``. K negatives for one prompt and seed
+run as one batched denoising loop (``guidance.GuidanceLayout``): the K cond rows plus one neg row
+per candidate with a negative while ``step < negative_steps``, the K cond rows after. Every
+candidate starts from the same noise (the seed's ``torch.randn`` draw for one image), so the batch
+gives the same K images as K separate calls.
+
+Text embeddings are cached per text (LRU) inside the pipeline: the NPC loop re-generates the same
+prompt many times, and the prompt is encoded once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from npc_rt.backends.base import Backend
+from npc_rt.engine import Engine, open_engine
+from npc_rt.errors import EngineError, InvalidInputError, NonFiniteError, ShapeError
+from npc_rt.families import flux
+from npc_rt.generator import GeneratedImage, GenerationParams
+from npc_rt.guidance import GuidanceLayout
+from npc_rt.images import to_uint8
+from npc_rt.schedule import FlowMatchConfig, euler_step, flux_schedule
+
+DEFAULT_TRUE_CFG = 1.8
+DEFAULT_NEGATIVE_STEPS = 3
+TRANSFORMER_INPUTS = frozenset(
+    {
+        "hidden_states",
+        "encoder_hidden_states",
+        "pooled_projections",
+        "timestep",
+        "img_ids",
+        "txt_ids",
+    }
+)
+_NOISE_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+Randn = Callable[..., np.ndarray]
+"""``randn(shape, seed, dtype=...) -> float32 array``, torch's CPU ``randn`` for that seed."""
+
+
+@dataclass(frozen=True, eq=False)
+class TextEmbedding:
+    """FLUX's conditioning for one text: T5 sequence ``[L, D]`` and CLIP pooled ``[P]``."""
+
+    sequence: np.ndarray
+    pooled: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Samples:
+    """Float images ``[K, H, W, 3]`` in [0, 1] (before uint8 quantisation) and stage timings."""
+
+    images: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _LruCache:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, TextEmbedding] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> TextEmbedding | None:
+        item = self._items.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return item
+
+    def put(self, key: str, value: TextEmbedding) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _encode_tokens(tokenizer: Any, texts: Sequence[str], length: int, pad_id: int) -> np.ndarray:
+    """Ids ``[N, length]`` int64 laid out as diffusers' tokenizers give them with
+    ``padding="max_length", truncation=True``.
+
+    The engine's tokenizers are loaded with exactly that layout; a tokenizer passed in with
+    another row width is re-laid out here (truncation keeps the trailing special token).
+    """
+    batch = tokenizer.encode_batch(list(texts), padding="max_length")
+    ids = np.asarray(batch.input_ids, dtype=np.int64)
+    if ids.shape[1] == length:
+        return ids
+    mask = np.asarray(batch.attention_mask, dtype=bool)
+    out = np.full((ids.shape[0], length), pad_id, dtype=np.int64)
+    for i in range(ids.shape[0]):
+        tokens = ids[i][mask[i]]
+        if tokens.shape[0] > length:
+            tokens = np.concatenate([tokens[: length - 1], tokens[-1:]])
+        out[i, : tokens.shape[0]] = tokens
+    return out
+
+
+class FluxScoringEncoder:
+    """T5 with an attention mask, for the salient score (``generator.ScoringEncoder``)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._pipeline.t5_tokenizer
+
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        ids = np.asarray(input_ids)
+        mask = np.asarray(attention_mask)
+        if ids.ndim != 2 or ids.shape != mask.shape:
+            raise ShapeError(
+                f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal [N, L]"
+            )
+        return self._pipeline._run_batched(
+            flux.T5, {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
+        )
+
+
+class Pipeline:
+    """FLUX over an engine directory and a backend; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        backend: Backend,
+        *,
+        clip_tokenizer: Any = None,
+        t5_tokenizer: Any = None,
+        randn: Randn | None = None,
+        text_cache_size: int = 64,
+    ) -> None:
+        self._engine = engine
+        self._backend = backend
+        self._config = flux.FluxConfig.from_engine(engine)
+        self._scheduler = FlowMatchConfig.from_dict(engine.scheduler_config)
+        transformer = engine.component(flux.TRANSFORMER)
+        missing = TRANSFORMER_INPUTS - set(transformer.input_names)
+        if missing:
+            raise EngineError(f"the transformer lacks inputs {sorted(missing)}")
+        self._transformer_output = transformer.output_names[0]
+        self._clip_spec = engine.tokenizer(flux.CLIP_TOKENIZER)
+        self._t5_spec = engine.tokenizer(flux.T5_TOKENIZER)
+        self._clip_tokenizer = clip_tokenizer
+        self._t5_tokenizer = t5_tokenizer
+        self._randn = randn
+        self._cache = _LruCache(text_cache_size)
+        self._noise_dtype = _NOISE_DTYPE.get(engine.precision, "float32")
+
+    # -- ImageGenerator ---------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        return flux.FAMILY
+
+    @property
+    def manifest_hash(self) -> str:
+        return self._engine.manifest_hash
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def config(self) -> flux.FluxConfig:
+        return self._config
+
+    @property
+    def default_params(self) -> GenerationParams:
+        c = self._config
+        height, width = c.default_height, c.default_width
+        if not (
+            c.min_size[0] <= height <= c.max_size[0] and c.min_size[1] <= width <= c.max_size[1]
+        ):
+            opt = self._engine.pipeline.get("resolution", {}).get("opt", c.max_size)
+            height, width = int(opt[0]), int(opt[1])
+        return GenerationParams(
+            steps=c.default_steps,
+            height=height,
+            width=width,
+            guidance=c.default_guidance_scale,
+            true_cfg=DEFAULT_TRUE_CFG,
+            negative_steps=DEFAULT_NEGATIVE_STEPS,
+        )
+
+    @property
+    def max_candidates_per_batch(self) -> int:
+        return max(1, self._batch_max(flux.TRANSFORMER) // 2)
+
+    @property
+    def t5_tokenizer(self) -> Any:
+        if self._t5_tokenizer is None:
+            self._t5_tokenizer = self._load_tokenizer(self._t5_spec)
+        return self._t5_tokenizer
+
+    @property
+    def clip_tokenizer(self) -> Any:
+        if self._clip_tokenizer is None:
+            self._clip_tokenizer = self._load_tokenizer(self._clip_spec)
+        return self._clip_tokenizer
+
+    def scoring_encoder(self) -> FluxScoringEncoder:
+        return FluxScoringEncoder(self)
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        seed: int,
+        negatives: Sequence[str | None] = (None,),
+        params: GenerationParams | None = None,
+    ) -> list[GeneratedImage]:
+        params = self.resolve_params(params)
+        samples = self.sample(prompt, seed=seed, negatives=negatives, params=params)
+        pixels = to_uint8(samples.images)
+        return [
+            GeneratedImage(
+                pixels=pixels[k],
+                prompt=prompt,
+                negative=negatives[k],
+                seed=seed,
+                params=params,
+                timings=dict(samples.timings),
+            )
+            for k in range(len(negatives))
+        ]
+
+    # -- sampling ---------------------------------------------------------------------------
+    def resolve_params(self, params: GenerationParams | None) -> GenerationParams:
+        """Fill the family default for ``negative_steps`` and check every value."""
+        params = params or self.default_params
+        steps = params.steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise InvalidInputError(f"steps must be a positive integer, got {steps!r}")
+        n = params.negative_steps
+        if n is None:
+            n = min(DEFAULT_NEGATIVE_STEPS, steps)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InvalidInputError(f"negative_steps must be a non-negative integer, got {n!r}")
+        if n > steps:
+            raise InvalidInputError(f"negative_steps {n} is larger than steps {steps}")
+        for name in ("guidance", "true_cfg"):
+            value = getattr(params, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise NonFiniteError(f"{name} must be a finite number, got {value!r}")
+        if params.true_cfg < 1:
+            raise InvalidInputError(
+                f"true_cfg must be >= 1 (1 disables the negative), got {params.true_cfg}"
+            )
+        self._config.check_size(params.height, params.width)
+        return replace(params, negative_steps=n)
+
+    def _check_texts(self, prompt: str, negatives: Sequence[str | None]) -> None:
+        flux.check_prompt(prompt)
+        if isinstance(negatives, str) or len(negatives) == 0:
+            raise InvalidInputError("negatives must be a non-empty sequence of str or None")
+        for neg in negatives:
+            if neg is not None and (not isinstance(neg, str) or not neg.strip()):
+                raise InvalidInputError(
+                    f"a negative must be None or a non-empty string, got {neg!r}"
+                )
+
+    def sample(
+        self,
+        prompt: str,
+        *,
+        seed: int,
+        negatives: Sequence[str | None] = (None,),
+        params: GenerationParams | None = None,
+    ) -> Samples:
+        """Float images for ``prompt`` and each negative; every check runs before any compute."""
+        self._check_texts(prompt, negatives)
+        params = self.resolve_params(params)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidInputError(f"seed must be an integer, got {seed!r}")
+        negatives = list(negatives)
+        chunk = self.max_candidates_per_batch
+        if len(negatives) > chunk:
+            # more candidates than the exported batch holds: consecutive batched calls
+            parts = [
+                self.sample(prompt, seed=seed, negatives=negatives[i : i + chunk], params=params)
+                for i in range(0, len(negatives), chunk)
+            ]
+            timings = {k: sum(p.timings[k] for p in parts) for k in parts[0].timings}
+            return Samples(np.concatenate([p.images for p in parts]), timings)
+
+        t0 = time.perf_counter()
+        layout = GuidanceLayout.for_negatives(negatives, params.true_cfg)
+        texts = [prompt] + [negatives[k] for k in layout.negative_candidates]
+        embeddings = self.encode_texts(texts)
+        t1 = time.perf_counter()
+        latents = self.denoise(embeddings[0], embeddings[1:], layout, seed, params)
+        t2 = time.perf_counter()
+        images = self.decode(latents, params.height, params.width)
+        t3 = time.perf_counter()
+        return Samples(images, {"encode": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2})
+
+    def initial_noise(self, seed: int, height: int, width: int) -> np.ndarray:
+        """Packed ``[1, S, 4C]`` float32: torch.randn of FluxPipeline.prepare_latents, packed."""
+        randn = self._randn or _default_randn()
+        noise = randn(flux.noise_shape(height, width, self._config), seed, dtype=self._noise_dtype)
+        return flux.pack_latents(np.asarray(noise, dtype=np.float32))
+
+    def denoise(
+        self,
+        cond: TextEmbedding,
+        negs: Sequence[TextEmbedding],
+        layout: GuidanceLayout,
+        seed: int,
+        params: GenerationParams,
+    ) -> np.ndarray:
+        """Packed latents ``[K, S, 4C]`` after ``params.steps`` Euler steps."""
+        k = layout.num_candidates
+        h, w = self._config.latent_size(params.height, params.width)
+        latents = np.repeat(self.initial_noise(seed, params.height, params.width), k, axis=0)
+        schedule = flux_schedule(self._scheduler, params.steps, latents.shape[1])
+        place = self._backend.place
+        img_ids = place(flux.image_ids(h // 2, w // 2))
+        txt_ids = place(flux.text_ids(cond.sequence.shape[0]))
+        uses_negatives = bool(layout.negative_candidates) and params.negative_steps > 0
+        # the text rows per phase are constant across steps: build (and upload) them once
+        phases = {False: self._text_rows([cond] * k, params.guidance)}
+        if uses_negatives:
+            phases[True] = self._text_rows([cond] * k + list(negs), params.guidance)
+        for i in range(params.steps):
+            with_negs = uses_negatives and i < params.negative_steps
+            rows = layout.row_candidates(with_negs)
+            text = phases[with_negs]
+            inputs = {
+                "hidden_states": latents[rows] if with_negs else latents,
+                "timestep": np.full((rows.shape[0],), schedule.model_timestep(i), np.float32),
+                "img_ids": img_ids,
+                "txt_ids": txt_ids,
+                **text,
+            }
+            out = self._backend.run(flux.TRANSFORMER, inputs)[self._transformer_output]
+            pred = layout.combine(out, params.true_cfg, with_negs)
+            latents = euler_step(latents, pred, schedule.step_delta(i))
+        return latents
+
+    def _text_rows(self, embeddings: Sequence[TextEmbedding], guidance: float) -> dict[str, object]:
+        place = self._backend.place
+        rows = {
+            "encoder_hidden_states": place(np.stack([e.sequence for e in embeddings])),
+            "pooled_projections": place(np.stack([e.pooled for e in embeddings])),
+        }
+        if self._config.guidance_embeds:
+            rows["guidance"] = place(flux.guidance_input(guidance, len(embeddings)))
+        return rows
+
+    def decode(self, packed: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Packed latents -> float images ``[K, H, W, 3]`` in [0, 1]."""
+        h, w = self._config.latent_size(height, width)
+        latents = flux.unpack_latents(packed, h, w)
+        latents = flux.vae_input(
+            latents, self._config.vae_scaling_factor, self._config.vae_shift_factor
+        )
+        image = self._run_batched(flux.VAE_DECODER, {"latents": latents})
+        return flux.postprocess(image)
+
+    # -- text -------------------------------------------------------------------------------
+    def encode_texts(self, texts: Sequence[str]) -> list[TextEmbedding]:
+        """One embedding per text; unseen texts are encoded together, seen ones come from the
+        cache."""
+        found = {t: self._cache.get(t) for t in dict.fromkeys(texts)}
+        todo = [t for t, e in found.items() if e is None]
+        if todo:
+            length = self._config.max_sequence_length
+            t5_ids = _encode_tokens(self.t5_tokenizer, todo, length, self._pad_id(self._t5_spec))
+            sequences = self._run_batched(
+                flux.T5, {"input_ids": t5_ids, "attention_mask": np.ones_like(t5_ids)}
+            )
+            clip_ids = _encode_tokens(
+                self.clip_tokenizer, todo, self._clip_spec.max_length, self._pad_id(self._clip_spec)
+            )
+            pooled = self._run_batched(flux.CLIP, {"input_ids": clip_ids})
+            for i, text in enumerate(todo):
+                emb = TextEmbedding(sequences[i], pooled[i])
+                self._cache.put(text, emb)
+                found[text] = emb
+        return [found[t] for t in texts]  # type: ignore[misc]
+
+    @property
+    def text_cache(self) -> _LruCache:
+        return self._cache
+
+    def _pad_id(self, spec: Any) -> int:
+        if spec.pad_id is None:
+            raise EngineError(f"tokenizer {spec.name} has no pad_id in the manifest")
+        return spec.pad_id
+
+    def _load_tokenizer(self, spec: Any) -> Any:
+        """The engine's tokenizer with its preset's rules and the manifest's row width (the
+        tiny test engines pad T5 to fewer than the preset's 512 tokens)."""
+        from npc_rt.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.from_preset(spec.preset, spec.file)
+        if tokenizer.max_length == spec.max_length and tokenizer.pad_id == spec.pad_id:
+            return tokenizer
+        return Tokenizer.from_file(
+            spec.file,
+            max_length=spec.max_length,
+            pad_id=spec.pad_id,
+            padding="max_length",
+            truncation=True,
+            add_special_tokens=True,
+        )
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _batch_max(self, component: str) -> int:
+        dims = self._engine.component(component).dims
+        return dims["batch"].max if "batch" in dims else self._config.max_batch
+
+    def _run_batched(self, component: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Run ``component`` over the rows of ``inputs`` in chunks the batch profile accepts;
+        return its first output, concatenated."""
+        spec = self._engine.component(component)
+        n = next(iter(inputs.values())).shape[0]
+        step = self._batch_max(component)
+        outs = [
+            self._backend.run(component, {k: v[i : i + step] for k, v in inputs.items()})[
+                spec.output_names[0]
+            ]
+            for i in range(0, n, step)
+        ]
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+
+def _default_randn() -> Randn:
+    try:
+        from npc_rt import randn
+    except ImportError as exc:
+        raise EngineError("npc_rt.randn (the torch-compatible generator) is not available") from exc
+    return randn
+
+
+def load_engine(
+    path: str | Path,
+    *,
+    providers: Sequence[str] | None = None,
+    verify_hashes: bool = False,
+    text_cache_size: int = 64,
+) -> Pipeline:
+    """Open an engine directory and its ONNX Runtime sessions; every check runs here, before
+    any sampling. ``providers``: ONNX Runtime execution providers (default: CUDA if present,
+    else CPU)."""
+    from npc_rt.backends.ort import OrtBackend
+
+    engine = open_engine(path, verify_hashes=verify_hashes)
+    if engine.family != flux.FAMILY:
+        raise EngineError(f"no pipeline for family {engine.family!r}")
+    backend = OrtBackend(engine, providers)
+    pipeline = Pipeline(engine, backend, text_cache_size=text_cache_size)
+    backend.load()
+    return pipeline
+
+
+__all__ = ["Pipeline", "Samples", "TextEmbedding", "FluxScoringEncoder", "load_engine"]
