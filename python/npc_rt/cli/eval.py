@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -60,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seeds", type=int, nargs="+", help="explicit seeds (overrides --images-per-prompt)"
     )
     sampling.add_argument("--limit", type=int, help="only the first N prompts")
+    sampling.add_argument("--steps", type=int, help="denoising steps (default: the engine's)")
+    sampling.add_argument("--size", metavar="HxW", help="image size (default: the engine's)")
     sampling.add_argument("--k", type=int, default=5, help="candidate negatives per prompt")
     sampling.add_argument("--mode", choices=("batched", "sequential"), help="regeneration mode")
     sampling.add_argument(
@@ -92,10 +95,11 @@ def run(args: argparse.Namespace) -> int:
     from npc_rt.judges.factory import build_judges
 
     judges = build_judges(args.judge, **judge_options)
+    params = generation_params(engine, steps=args.steps, size=args.size)
     if args.baseline:
-        sampler: Any = BaselineSampler(engine, judges.verifier)
+        sampler: Any = BaselineSampler(engine, judges.verifier, params=params)
     else:
-        sampler = CorrectionSampler(engine, judges, k=args.k, mode=args.mode)
+        sampler = CorrectionSampler(engine, judges, k=args.k, mode=args.mode, params=params)
     arguments = {
         "metadata_file": args.metadata.name,
         "metadata_sha256": _sha256(args.metadata),
@@ -105,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         "judge_options": {
             k: v for k, v in sorted(judge_options.items()) if k not in _SECRET_OPTIONS
         },
+        "params": dataclasses.asdict(params),
         "k": None if args.baseline else args.k,
         "mode": None if args.baseline else args.mode,
     }
@@ -142,6 +147,22 @@ def load_eval_prompts(path: Path, *, limit: int | None = None) -> tuple[Any, ...
         )
         for index, spec in enumerate(specs)
     )
+
+
+def generation_params(engine: Any, *, steps: int | None, size: str | None) -> Any:
+    """The engine's default parameters with ``--steps``/``--size`` applied (the engine checks the
+    values when it generates; a bad ``--size`` spelling is refused here)."""
+    params = engine.default_params
+    if steps is not None:
+        if steps < 1:
+            raise InvalidInputError(f"--steps must be at least 1, got {steps}")
+        params = dataclasses.replace(params, steps=steps)
+    if size is not None:
+        parts = size.lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise InvalidInputError(f"--size expects HxW such as 512x512, got {size!r}")
+        params = dataclasses.replace(params, height=int(parts[0]), width=int(parts[1]))
+    return params
 
 
 def collect_judge_options(args: argparse.Namespace) -> dict[str, Any]:

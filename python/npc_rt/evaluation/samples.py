@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from npc_rt.errors import InvalidInputError
-from npc_rt.generator import ImageGenerator
+from npc_rt.generator import GenerationParams, ImageGenerator
 from npc_rt.judges.base import Judges, Verdict, Verifier
 
 
@@ -66,11 +66,14 @@ class BaselineSampler:
 
     generator: ImageGenerator
     verifier: Verifier
+    params: GenerationParams | None = None
     baseline: bool = field(default=True, init=False)
 
     def __call__(self, item: EvalPrompt, seed: int, run_dir: Path) -> SampleOutcome:
         start = time.perf_counter()
-        (image,) = self.generator.generate(item.prompt, seed=seed, negatives=(None,))
+        (image,) = self.generator.generate(
+            item.prompt, seed=seed, negatives=(None,), params=self.params
+        )
         verdict = self.verifier.verify(image.pixels, item.prompt, metadata=item.metadata)
         elapsed = time.perf_counter() - start
         return SampleOutcome(
@@ -93,6 +96,7 @@ class CorrectionSampler:
     judges: Judges
     k: int = 5
     mode: str | None = None
+    params: GenerationParams | None = None
     correct_fn: CorrectFn | None = None
     baseline: bool = field(default=False, init=False)
 
@@ -105,6 +109,8 @@ class CorrectionSampler:
         options: dict[str, Any] = {"k": self.k, "out_dir": run_dir, "metadata": item.metadata}
         if self.mode is not None:
             options["mode"] = self.mode
+        if self.params is not None:
+            options["params"] = self.params
         start = time.perf_counter()
         result = correct(item.prompt, seed, self.generator, self.judges, **options)
         elapsed = time.perf_counter() - start
