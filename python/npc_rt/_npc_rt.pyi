@@ -13,9 +13,13 @@ __version__: str
 
 # --- rng (torch-compatible initial noise; see npc_rt.rng) ---
 
-def randn(shape: list[int], seed: int, dtype: str = "float32") -> npt.NDArray[np.generic]:
+def randn(
+    shape: list[int], seed: int, dtype: str = "float32", kernel: str = "avx2"
+) -> npt.NDArray[np.generic]:
     """``torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=dtype)``.
 
+    ``kernel``: which torch CPU kernel to reproduce, ``"avx2"`` (x86-64 with AVX2/AVX-512) or
+    ``"generic"`` (CPUs without AVX2; exact where this process shares torch's libm).
     ``seed`` is torch's unsigned 64-bit seed (only its low 32 bits matter). dtype ``"float32"`` ->
     float32 array, ``"float16"`` -> float16 array, ``"bfloat16"`` -> float32 array holding the
     exact bfloat16 values (numpy has no bfloat16). The GIL is released for 4096+ elements.
@@ -24,7 +28,7 @@ def randn(shape: list[int], seed: int, dtype: str = "float32") -> npt.NDArray[np
 class TorchCpuGenerator:
     """A ``torch.Generator("cpu").manual_seed(seed)`` whose ``randn`` calls continue one stream."""
 
-    def __init__(self, seed: int) -> None: ...
+    def __init__(self, seed: int, kernel: str = "avx2") -> None: ...
     def initial_seed(self) -> int: ...
     def randn(self, shape: list[int], dtype: str = "float32") -> npt.NDArray[np.generic]: ...
 

@@ -3,9 +3,14 @@
 ``randn(shape, seed, dtype)`` returns what
 ``torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=dtype)`` returns,
 as a numpy array. The work happens in the Rust core (``npc_core::rng``), which documents what torch
-does and which CPUs this matches: torch on x86-64 with AVX2 or AVX-512 (its vectorized
-Box-Muller); torch's generic build for CPUs without AVX2 differs from itself in the last bits of
-some elements and is not reproduced.
+does. torch itself has two CPU kernels for this, chosen by the CPU it runs on, and they differ in
+the last bits of some elements:
+
+* ``kernel="avx2"`` (default): torch on x86-64 CPUs with AVX2 or AVX-512. Reproduced exactly on
+  any platform.
+* ``kernel="generic"``: torch on CPUs without AVX2 (or with ``ATEN_CPU_CAPABILITY=default``). It
+  calls the C library's ``logf``/``cosf``/``sinf``; reproduced exactly where this process uses the
+  same libm as torch (glibc on Linux).
 
 dtypes: ``"float32"`` gives ``np.float32``; ``"float16"`` gives ``np.float16``; ``"bfloat16"``
 gives ``np.float32`` arrays holding the exact bfloat16 values (numpy has no bfloat16), i.e.
@@ -24,6 +29,9 @@ from npc_rt.errors import InvalidInputError, ShapeError
 
 NOISE_DTYPES = ("float32", "float16", "bfloat16")
 """dtype names ``randn`` accepts (torch's names)."""
+
+TORCH_KERNELS = ("avx2", "generic")
+"""torch CPU Box-Muller kernels ``randn`` can reproduce (see the module docstring)."""
 
 SEED_MIN = -(2**63)
 SEED_MAX = 2**64 - 1
@@ -68,18 +76,28 @@ def _check_dtype(dtype: str) -> str:
     return dtype
 
 
-def randn(shape: int | Sequence[int], seed: int, dtype: str = "float32") -> np.ndarray:
+def _check_kernel(kernel: str) -> str:
+    if kernel not in TORCH_KERNELS:
+        raise InvalidInputError(f"kernel must be one of {', '.join(TORCH_KERNELS)}, got {kernel!r}")
+    return kernel
+
+
+def randn(
+    shape: int | Sequence[int], seed: int, dtype: str = "float32", kernel: str = "avx2"
+) -> np.ndarray:
     """``torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=dtype)``."""
-    return _npc_rt.randn(list(noise_shape(shape)), torch_seed(seed), _check_dtype(dtype))
+    return _npc_rt.randn(
+        list(noise_shape(shape)), torch_seed(seed), _check_dtype(dtype), _check_kernel(kernel)
+    )
 
 
 class TorchCpuGenerator:
     """A ``torch.Generator("cpu").manual_seed(seed)``: successive ``randn`` calls continue one
     stream (including torch's cached normal sample), exactly as the same calls on torch's."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, kernel: str = "avx2") -> None:
         self._seed = torch_seed(seed)
-        self._inner = _npc_rt.TorchCpuGenerator(self._seed)
+        self._inner = _npc_rt.TorchCpuGenerator(self._seed, _check_kernel(kernel))
 
     def initial_seed(self) -> int:
         """The seed as torch reports it (negative seeds wrapped to unsigned)."""
@@ -94,6 +112,7 @@ __all__ = [
     "NOISE_DTYPES",
     "SEED_MAX",
     "SEED_MIN",
+    "TORCH_KERNELS",
     "TorchCpuGenerator",
     "noise_shape",
     "randn",

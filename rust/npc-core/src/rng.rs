@@ -25,15 +25,23 @@
 //!   `r*cos(theta)` and cache `r*sin(theta)` in the generator for the next element. The double
 //!   is rounded to float32, then (for float16/bfloat16) to the target type.
 //!
-//! **Which log/sin/cos.** On x86-64 CPUs with AVX2 (this includes AVX-512 machines: torch's
-//! dispatcher runs the AVX2 kernel there), torch's float32 Box-Muller is `normal_fill_16_AVX2`,
-//! which evaluates `log`, `sin`, `cos` with the Cephes single-precision algorithms of
-//! `avx_mathfun.h`, contracted into FMAs by GCC. [`cephes_f32`] reproduces those roundings,
-//! so this module matches **torch on AVX2/AVX-512 CPUs**. torch's generic build (CPUs without
-//! AVX2, non-x86 CPUs other than POWER) uses the C library's `logf`/`cosf`/`sinf` instead and
-//! gives different last bits on a fraction of elements; those results are not reproduced here.
-//! The `numel < 16` path uses double-precision `log1p`/`sin`/`cos` from the platform's libm,
-//! as torch does; after rounding to float32 the libm choice practically never shows.
+//! **Which log/sin/cos: two torch kernels.** torch compiles the float32 Box-Muller twice and
+//! picks by CPU, and the two differ in the last bits of some elements ([`TorchKernel`]):
+//!
+//! * [`TorchKernel::Avx2`] (default), torch on x86-64 CPUs with AVX2, and on AVX-512 CPUs (its
+//!   dispatcher runs the AVX2 kernel there): `normal_fill_16_AVX2` evaluates `log`, `sin`, `cos`
+//!   with the Cephes single-precision algorithms of `avx_mathfun.h`, contracted into FMAs by GCC,
+//!   and the angle `2pi_f32 * u2` in float. [`cephes_f32`] reproduces those roundings with plain
+//!   float arithmetic and `mul_add`, so this is exact on every platform.
+//! * [`TorchKernel::Generic`], torch on CPUs without AVX2 (or with `ATEN_CPU_CAPABILITY=default`):
+//!   the C library's `logf`/`cosf`/`sinf`, the angle computed in double and rounded to float.
+//!   Rust's `f32::ln/cos/sin` call the platform libm, so this is exact where this process uses
+//!   the same libm as torch (glibc on Linux, verified); elsewhere it may differ in last bits.
+//!
+//! The `numel < 16` path uses double-precision `log1p`/`sin`/`cos` from the platform's libm in
+//! both kernels, as torch does; after rounding to float32 the libm choice practically never shows.
+//! The accuracy of the Cephes functions (log <= 1 ulp, sin/cos <= 1.5 ulp away from their zeros)
+//! is measured by `cephes_f32`'s tests; it is what torch computes, not a target of its own.
 
 mod box_muller;
 pub mod cephes_f32;
@@ -65,6 +73,33 @@ impl NoiseDType {
     }
 }
 
+/// Which of torch's two float32 Box-Muller kernels to reproduce. torch picks one by CPU:
+/// `Avx2` on x86-64 CPUs with AVX2 (and AVX-512), `Generic` elsewhere (or with
+/// `ATEN_CPU_CAPABILITY=default`). They differ in the last bits of some elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TorchKernel {
+    /// `normal_fill_16_AVX2`: Cephes float log/sincos with GCC's FMA contractions. Exact on
+    /// every platform (pure float arithmetic plus `mul_add`).
+    #[default]
+    Avx2,
+    /// The generic kernel: C library `logf`/`cosf`/`sinf`. Exact only where this process's
+    /// libm is the one torch runs with (glibc on Linux for the official wheels).
+    Generic,
+}
+
+impl TorchKernel {
+    /// Parses `"avx2"` or `"generic"`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "avx2" => Ok(TorchKernel::Avx2),
+            "generic" => Ok(TorchKernel::Generic),
+            other => Err(Error::InvalidInput(format!(
+                "randn kernel must be \"avx2\" or \"generic\", got {other:?}"
+            ))),
+        }
+    }
+}
+
 /// Tensors with fewer elements than this take torch's per-element double path.
 pub const BLOCK: usize = 16;
 
@@ -74,14 +109,21 @@ pub const BLOCK: usize = 16;
 pub struct TorchCpuGenerator {
     engine: Mt19937,
     next_double_normal: Option<f64>,
+    kernel: TorchKernel,
 }
 
 impl TorchCpuGenerator {
     /// `torch.Generator("cpu").manual_seed(seed)`; only the low 32 bits of `seed` matter.
     pub fn new(seed: u64) -> Self {
+        Self::with_kernel(seed, TorchKernel::Avx2)
+    }
+
+    /// As [`TorchCpuGenerator::new`], reproducing the given torch kernel.
+    pub fn with_kernel(seed: u64, kernel: TorchKernel) -> Self {
         TorchCpuGenerator {
             engine: Mt19937::new(seed as u32),
             next_double_normal: None,
+            kernel,
         }
     }
 
@@ -138,13 +180,13 @@ impl TorchCpuGenerator {
             *v = self.uniform_f32();
         }
         let full = n / BLOCK * BLOCK;
-        box_muller::transform_blocks(&mut out[..full]);
+        box_muller::transform_blocks(&mut out[..full], self.kernel);
         if n % BLOCK != 0 {
             let tail = &mut out[n - BLOCK..];
             for v in tail.iter_mut() {
                 *v = self.uniform_f32();
             }
-            box_muller::transform_blocks(tail);
+            box_muller::transform_blocks(tail, self.kernel);
         }
     }
 
@@ -172,7 +214,7 @@ impl TorchCpuGenerator {
             for v in block.iter_mut() {
                 *v = g.uniform_f32();
             }
-            box_muller::transform_blocks(&mut block);
+            box_muller::transform_blocks(&mut block, g.kernel);
             for (d, &s) in dst.iter_mut().zip(block.iter()) {
                 *d = narrow(s);
             }
@@ -286,6 +328,20 @@ mod tests {
             assert_eq!(h[i], f16::from_f32(f[i]));
             assert_eq!(b[i], bf16::from_f32(f[i]));
         }
+    }
+
+    #[test]
+    fn kernels_share_the_stream_and_differ_only_in_last_bits() {
+        let mut a = vec![0f32; 4096];
+        let mut b = vec![0f32; 4096];
+        TorchCpuGenerator::with_kernel(1, TorchKernel::Avx2).fill_randn_f32(&mut a);
+        TorchCpuGenerator::with_kernel(1, TorchKernel::Generic).fill_randn_f32(&mut b);
+        assert_ne!(a, b);
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "{x} vs {y}");
+        }
+        assert_eq!(TorchKernel::parse("generic").unwrap(), TorchKernel::Generic);
+        assert!(matches!(TorchKernel::parse("sse"), Err(Error::InvalidInput(_))));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Binding of `npc_core::rng`: torch-compatible `randn` (see the core module for the facts).
 
-use crate::errors::PyNpcResult;
-use npc_core::rng::{self, NoiseDType, TorchCpuGenerator};
+use crate::errors::{PyNpcError, PyNpcResult};
+use npc_core::rng::{self, NoiseDType, TorchCpuGenerator, TorchKernel};
 use numpy::PyArray1;
 use pyo3::prelude::*;
 
@@ -51,15 +51,18 @@ fn fill<'py>(
 
 /// `torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=dtype)`.
 /// `seed` is the unsigned 64-bit value torch stores (negative seeds already mapped).
+/// `kernel` names the torch Box-Muller kernel to reproduce: "avx2" or "generic".
 #[pyfunction]
-#[pyo3(signature = (shape, seed, dtype = "float32"))]
+#[pyo3(signature = (shape, seed, dtype = "float32", kernel = "avx2"))]
 fn randn<'py>(
     py: Python<'py>,
     shape: Vec<usize>,
     seed: u64,
     dtype: &str,
+    kernel: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut generator = TorchCpuGenerator::new(seed);
+    let kernel = TorchKernel::parse(kernel).map_err(PyNpcError)?;
+    let mut generator = TorchCpuGenerator::with_kernel(seed, kernel);
     fill(py, &mut generator, shape, dtype)
 }
 
@@ -74,11 +77,13 @@ struct PyTorchCpuGenerator {
 #[pymethods]
 impl PyTorchCpuGenerator {
     #[new]
-    fn new(seed: u64) -> Self {
-        PyTorchCpuGenerator {
-            inner: TorchCpuGenerator::new(seed),
+    #[pyo3(signature = (seed, kernel = "avx2"))]
+    fn new(seed: u64, kernel: &str) -> PyResult<Self> {
+        let kernel = TorchKernel::parse(kernel).map_err(PyNpcError)?;
+        Ok(PyTorchCpuGenerator {
+            inner: TorchCpuGenerator::with_kernel(seed, kernel),
             seed,
-        }
+        })
     }
 
     /// The seed given at construction (torch's `initial_seed()`).
