@@ -19,6 +19,8 @@ Builder = Callable[..., Judges]
 
 _BUILDERS: dict[str, str | Builder] = {
     "openai": "npc_rt.judges.factory:build_openai_judges",
+    "local": "npc_rt.judges.local.build:build_local_judges",
+    "cascade": "npc_rt.judges.local.build:build_cascade_judges",
 }
 
 
