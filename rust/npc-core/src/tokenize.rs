@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use rayon::prelude::*;
 use tokenizers::{
-    PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+    AddedToken, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
 use crate::error::{Error, Result};
@@ -104,6 +104,14 @@ impl Preset {
             Preset::OpenClipBigG => "!",
             Preset::T5 | Preset::T5_256 => "<pad>",
         }
+    }
+
+    /// Whether the padding token is an ordinary vocabulary entry that the transformers tokenizer
+    /// nevertheless registers as a special token (SDXL's `tokenizer_2` declares `pad_token="!"`).
+    /// A special token is matched before normalization and splits the text around it, so a `!`
+    /// in a prompt becomes id 0 instead of the BPE token `!</w>`; the preset reproduces that.
+    pub fn pad_is_special(self) -> bool {
+        matches!(self, Preset::OpenClipBigG)
     }
 
     /// Tokens the vocabulary must hold for the preset to make sense.
@@ -249,7 +257,7 @@ impl TextTokenizer {
 
     /// Load `tokenizer.json` with a preset's layout (max_length padding, truncation, specials).
     pub fn from_preset(preset: Preset, path: &Path) -> Result<Self> {
-        let inner = load(path)?;
+        let mut inner = load(path)?;
         for token in preset.required_tokens() {
             if inner.token_to_id(token).is_none() {
                 return Err(Error::Tokenizer(format!(
@@ -267,6 +275,9 @@ impl TextTokenizer {
                 preset.name()
             ))
         })?;
+        if preset.pad_is_special() {
+            inner.add_special_tokens(&[AddedToken::from(preset.pad_token(), true)]);
+        }
         let options = EncodeOptions {
             max_length: Some(preset.max_length()),
             pad_id,
@@ -496,6 +507,11 @@ mod tests {
         let rows = g.encode_batch(&["a"], None, None).unwrap();
         assert_eq!(&rows.input_ids[..4], [BOS, 4, EOS, 0]);
         assert_eq!(rows.seq_len, 77);
+        // For bigG the pad token "!" is special: it splits the text and keeps its own id.
+        let split = g.encode_batch(&["a!b"], None, None).unwrap();
+        assert_eq!(&split.input_ids[..5], [BOS, 4, 0, 5, EOS]);
+        let plain = l.encode_batch(&["a!b"], None, None).unwrap();
+        assert_ne!(&plain.input_ids[..5], [BOS, 4, 0, 5, EOS]);
         assert!(matches!(
             TextTokenizer::from_preset(Preset::T5, &path),
             Err(Error::Tokenizer(_))
