@@ -23,11 +23,10 @@ import shutil
 import warnings
 from pathlib import Path
 
+import npc_rt
 import numpy as np
 import pytest
 from fixtures.tokenizer_assets import clip_vocab_files, train_t5_spiece
-
-import npc_rt
 from npc_rt import Tokenizer
 
 transformers = pytest.importorskip("transformers")
