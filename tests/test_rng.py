@@ -218,7 +218,7 @@ def test_generic_kernel_matches_torch_generic_build():
     assert avx2_mismatches > 0
 
 
-def test_kernels_differ_only_in_last_bits():
+def test_kernels_differ_only_in_low_bits():
     a = randn(1 << 14, 3, kernel="avx2")
     b = randn(1 << 14, 3, kernel="generic")
     assert not np.array_equal(a, b)

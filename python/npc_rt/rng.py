@@ -4,7 +4,7 @@
 ``torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=dtype)`` returns,
 as a numpy array. The work happens in the Rust core (``npc_core::rng``), which documents what torch
 does. torch itself has two CPU kernels for this, chosen by the CPU it runs on, and they differ in
-the last bits of some elements:
+the low bits of some elements (by up to a few 1e-6):
 
 * ``kernel="avx2"`` (default): torch on x86-64 CPUs with AVX2 or AVX-512. Reproduced exactly on
   any platform.

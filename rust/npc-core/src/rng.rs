@@ -26,7 +26,8 @@
 //!   is rounded to float32, then (for float16/bfloat16) to the target type.
 //!
 //! **Which log/sin/cos: two torch kernels.** torch compiles the float32 Box-Muller twice and
-//! picks by CPU, and the two differ in the last bits of some elements ([`TorchKernel`]):
+//! picks by CPU; the two differ in the low bits of some elements, by up to a few 1e-6
+//! ([`TorchKernel`]):
 //!
 //! * [`TorchKernel::Avx2`] (default), torch on x86-64 CPUs with AVX2, and on AVX-512 CPUs (its
 //!   dispatcher runs the AVX2 kernel there): `normal_fill_16_AVX2` evaluates `log`, `sin`, `cos`
@@ -331,17 +332,22 @@ mod tests {
     }
 
     #[test]
-    fn kernels_share_the_stream_and_differ_only_in_last_bits() {
+    fn kernels_share_the_stream_and_differ_only_in_low_bits() {
         let mut a = vec![0f32; 4096];
         let mut b = vec![0f32; 4096];
         TorchCpuGenerator::with_kernel(1, TorchKernel::Avx2).fill_randn_f32(&mut a);
         TorchCpuGenerator::with_kernel(1, TorchKernel::Generic).fill_randn_f32(&mut b);
         assert_ne!(a, b);
+        // The angles differ by up to |theta| * 2^-24 (float vs double-rounded 2*pi*u2), times a
+        // radius of at most ~6 for 24-bit uniforms: a few 1e-6 at most.
         for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "{x} vs {y}");
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{x} vs {y}");
         }
         assert_eq!(TorchKernel::parse("generic").unwrap(), TorchKernel::Generic);
-        assert!(matches!(TorchKernel::parse("sse"), Err(Error::InvalidInput(_))));
+        assert!(matches!(
+            TorchKernel::parse("sse"),
+            Err(Error::InvalidInput(_))
+        ));
     }
 
     #[test]
