@@ -1,0 +1,57 @@
+"""The engine manifest: format identity, versions, and writing it atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+FORMAT_NAME = "npc-rt-engine"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+
+_VERSIONED_PACKAGES = (
+    "npc-rt-export",
+    "npc-rt",
+    "torch",
+    "diffusers",
+    "transformers",
+    "onnx",
+    "onnxscript",
+)
+
+
+def exporter_versions(opset: int) -> dict:
+    """Versions of everything that shaped the exported files (``null`` when not installed)."""
+    versions: dict[str, object] = {}
+    for package in _VERSIONED_PACKAGES:
+        try:
+            versions[package.replace("-", "_")] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package.replace("-", "_")] = None
+    versions["opset"] = opset
+    versions["exporter"] = "torch.onnx.export(dynamo=True)"
+    return versions
+
+
+def write_manifest(engine_dir: Path, manifest: dict) -> Path:
+    """Write ``manifest.json`` via a temporary file and ``os.replace``.
+
+    A reader therefore sees either no manifest or a complete one, never a partial file.
+    """
+    path = Path(engine_dir) / MANIFEST_FILE
+    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json.tmp", dir=engine_dir)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an engine is meant to be shared read-only
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
