@@ -231,7 +231,11 @@ def default_resolutions(pipe: Any) -> tuple[tuple[int, int], ...]:
 
 
 def _params(pipe: Any, resolution: tuple[int, int], steps: int) -> Any:
-    return replace(pipe.default_params, height=resolution[0], width=resolution[1], steps=steps)
+    base = pipe.default_params
+    negative_steps = None if base.negative_steps is None else min(base.negative_steps, steps)
+    return replace(
+        base, height=resolution[0], width=resolution[1], steps=steps, negative_steps=negative_steps
+    )
 
 
 class _Texts:
@@ -264,7 +268,9 @@ _COLD_SCRIPT = textwrap.dedent(
     pipe = load_engine(sys.argv[1], providers=providers)
     t2 = time.perf_counter()
     h, w, steps = (int(v) for v in sys.argv[3:6])
-    params = replace(pipe.default_params, height=h, width=w, steps=steps)
+    base = pipe.default_params
+    n = None if base.negative_steps is None else min(base.negative_steps, steps)
+    params = replace(base, height=h, width=w, steps=steps, negative_steps=n)
     pipe.generate("a photo of a cat", seed=0, params=params)
     t3 = time.perf_counter()
     pipe.generate("a photo of a dog", seed=0, params=params)
@@ -502,9 +508,12 @@ def diffusers_side_by_side(
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
         pipe.engine.precision, torch.float32
     )
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
     log(f"  loading diffusers FluxPipeline from {source} on {device}")
     start = time.perf_counter()
-    reference = FluxPipeline.from_pretrained(str(source), torch_dtype=dtype).to(device)
+    reference = FluxPipeline.from_pretrained(str(source), dtype=dtype).to(device)
     load_s = time.perf_counter() - start
     reference.set_progress_bar_config(disable=True)
     height, width = resolution
@@ -866,16 +875,24 @@ def write_plot(report: dict[str, Any], path: Path) -> Path | None:
         )
         rows = scale["resolution"]["rows"]
         px = [r["pixels"] / 1e6 for r in rows]
-        _line(axes[1][1], px, [r["generate"] for r in rows], "generate vs resolution", "megapixels")
+        steps = report["settings"]["steps"]
+        _line(
+            axes[1][1],
+            px,
+            [r["generate"] for r in rows],
+            "generate vs resolution",
+            "megapixels",
+            f"generate ({steps} steps)",
+        )
         _line(
             axes[1][1],
             px,
             [r["denoise_step_batch_1"] for r in rows],
             None,
             "megapixels",
-            "one step",
+            "step b=1",
         )
-        axes[1][1].legend(["generate", "one step b=1"], fontsize=7)
+        axes[1][1].legend(fontsize=7)
     fig.suptitle(f"npc_rt profile: {report['engine']['dir']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

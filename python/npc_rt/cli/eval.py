@@ -156,7 +156,10 @@ def generation_params(engine: Any, *, steps: int | None, size: str | None) -> An
     if steps is not None:
         if steps < 1:
             raise InvalidInputError(f"--steps must be at least 1, got {steps}")
-        params = dataclasses.replace(params, steps=steps)
+        negative_steps = params.negative_steps
+        if negative_steps is not None:
+            negative_steps = min(negative_steps, steps)  # the family default caps at the steps
+        params = dataclasses.replace(params, steps=steps, negative_steps=negative_steps)
     if size is not None:
         parts = size.lower().split("x")
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
