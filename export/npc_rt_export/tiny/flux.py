@@ -1,0 +1,158 @@
+"""A tiny random-weight diffusers FLUX pipeline for tests, and its exported engine directory.
+
+The pipeline keeps FLUX's real structure (double- and single-stream transformer blocks, guidance
+embedding, 16-channel VAE latents with 8x downsampling, CLIP pooled + T5 sequence conditioning,
+FLUX-dev's dynamic-shift scheduler) with tiny widths, so building, exporting and sampling it takes
+seconds on two CPU cores. Weights come from ``torch.manual_seed(seed)``: the same seed gives the
+same files. Tokenizers are real in kind: CLIP's actual BPE vocabulary and a T5-style unigram model
+trained in-process (``npc_rt_export.tiny.tokenizer_assets``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from npc_rt_export.tiny.tokenizer_assets import clip_vocab_files, train_t5_spiece
+
+T5_VOCAB_SIZE = 1000
+"""Vocabulary of the in-test trained T5 unigram model, and so of the tiny T5 encoder."""
+
+TINY_MAX_SEQUENCE_LENGTH = 32
+"""T5 padded length the tiny engine is exported for (FLUX-dev uses 512); keeps tests fast."""
+
+TINY_FLUX_EXPORT = {
+    "precision": "fp32",
+    "max_batch": 16,
+    "min_size": (32, 32),
+    "opt_size": (64, 64),
+    "max_size": (256, 256),
+    "max_sequence_length": TINY_MAX_SEQUENCE_LENGTH,
+}
+"""Export options of ``tiny_flux_engine_dir`` (keyword arguments of ``ExportOptions``)."""
+
+FLUX_DEV_SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
+    "base_shift": 0.5,
+    "max_shift": 1.15,
+    "base_image_seq_len": 256,
+    "max_image_seq_len": 4096,
+}
+"""FLUX.1-dev's FlowMatchEulerDiscreteScheduler settings."""
+
+
+def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0) -> Path:
+    """Build a tiny random-weight ``FluxPipeline`` and ``save_pretrained`` it into ``out_dir``.
+
+    Returns ``out_dir``. Deterministic for a given ``seed`` (weights and tokenizer files).
+    """
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTokenizer,
+        T5Config,
+        T5EncoderModel,
+        T5TokenizerFast,
+    )
+
+    out_dir = Path(out_dir)
+    assets = out_dir.parent / f"{out_dir.name}-tokenizer-assets"
+    vocab_json, merges_txt = clip_vocab_files(assets / "clip")
+    spiece = train_t5_spiece(assets / "t5", vocab_size=T5_VOCAB_SIZE)
+
+    torch.manual_seed(seed)
+    # CLIP-L's real special ids (bos 0 / pad 1 / eos 2 in the config: transformers then pools at
+    # the highest id, which is <|endoftext|>), at tiny width.
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=32,
+            hidden_act="quick_gelu",
+            bos_token_id=0,
+            pad_token_id=1,
+            eos_token_id=2,
+        )
+    )
+    # T5 v1.1 (gated GELU, untied head) as FLUX's text_encoder_2, at tiny width.
+    text_encoder_2 = T5EncoderModel(
+        T5Config(
+            vocab_size=T5_VOCAB_SIZE,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=32,
+            relative_attention_max_distance=128,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+            dropout_rate=0.0,
+        )
+    )
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 6, 6),
+    )
+    # Four blocks keep FLUX's 8x downsampling (vae_scale_factor 8); no quant convs, as FLUX's VAE.
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=4,
+        sample_size=64,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(**FLUX_DEV_SCHEDULER)
+    tokenizer = CLIPTokenizer.from_pretrained(
+        vocab_json.parent, model_max_length=77, pad_token="<|endoftext|>"
+    )
+    tokenizer_2 = T5TokenizerFast.from_pretrained(spiece.parent, extra_ids=0, model_max_length=512)
+
+    pipe = FluxPipeline(
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+    )
+    pipe.save_pretrained(out_dir)
+    # transformers 5 saves only tokenizer.json; hub FLUX repos also carry the source vocabularies,
+    # which is what the exporter converts.
+    for source, folder in (
+        (vocab_json, "tokenizer"),
+        (merges_txt, "tokenizer"),
+        (spiece, "tokenizer_2"),
+    ):
+        shutil.copyfile(source, out_dir / folder / source.name)
+    return out_dir
