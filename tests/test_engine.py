@@ -225,3 +225,18 @@ def test_check_inputs(tmp_path: Path) -> None:
         comp.check_inputs({"x": (5, 4)})
     with pytest.raises(ShapeError, match="'n' = 1"):
         comp.check_inputs({"x": np.zeros((1, 1)).shape})
+
+
+def test_outputs_may_use_scaled_dims(tmp_path: Path) -> None:
+    root = write_scale_engine(tmp_path / "e")
+    _edit_manifest(
+        root,
+        lambda m: m["components"]["scale"]["outputs"][0].__setitem__("shape", ["batch", "2*n"]),
+    )
+    assert open_engine(root).component("scale").outputs[0].shape == ("batch", "2*n")
+    _edit_manifest(
+        root,
+        lambda m: m["components"]["scale"]["outputs"][0].__setitem__("shape", ["batch", "2*m"]),
+    )
+    with pytest.raises(EngineError, match="undeclared dim '2\\*m'"):
+        open_engine(root)

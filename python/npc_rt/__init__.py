@@ -6,6 +6,7 @@ network.
 
 from __future__ import annotations
 
+from npc_rt.engine import Engine, open_engine
 from npc_rt.errors import (
     EngineError,
     InvalidInputError,
@@ -19,6 +20,7 @@ from npc_rt.errors import (
     ShapeError,
     TokenizerError,
 )
+from npc_rt.pipeline import Pipeline, load_engine
 from npc_rt.rng import TorchCpuGenerator, randn
 from npc_rt.tokenizer import (
     PRESETS,
@@ -50,4 +52,8 @@ __all__ = [
     "PRESETS",
     "convert_clip_vocab",
     "convert_sentencepiece",
+    "Engine",
+    "open_engine",
+    "Pipeline",
+    "load_engine",
 ]
