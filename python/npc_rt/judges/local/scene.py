@@ -2,12 +2,15 @@
 
 The three local roles (and the cascade) share one ``LocalScene`` so the detector's weights load
 once. The detector is built on first use, not at construction: building judges never loads a
-model, and a run whose verifier accepts the first image never pays for the captioner's.
+model. The last few observations are kept, keyed by a hash of the pixels, because the loop asks the
+verifier and then the captioner about the same image: the second asks for free.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +19,8 @@ import numpy as np
 from npc_rt.judges.local.checks import CheckConfig, ObservedObject, describe_region
 from npc_rt.judges.local.colors import read_color
 from npc_rt.judges.local.detector import DarknetDetector, Detector, check_image
+
+CACHE_SIZE = 8
 
 
 class LocalScene:
@@ -32,6 +37,8 @@ class LocalScene:
         self._detector: Detector | None = None if self._factory else detector  # type: ignore[assignment]
         self._lock = threading.Lock()
         self.check_config = check_config or CheckConfig()
+        self._cache: OrderedDict[tuple, tuple[ObservedObject, ...]] = OrderedDict()
+        self.cache_size = CACHE_SIZE
 
     @property
     def detector(self) -> Detector:
@@ -44,6 +51,19 @@ class LocalScene:
 
     def observe(self, image: np.ndarray) -> tuple[ObservedObject, ...]:
         image = check_image(image)
+        key = (image.shape, hashlib.blake2b(image.data, digest_size=16).digest())
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        observed = self._observe(image)
+        with self._lock:
+            self._cache[key] = observed
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return observed
+
+    def _observe(self, image: np.ndarray) -> tuple[ObservedObject, ...]:
         observed = []
         for detection in self.detector.detect(image):
             reading = read_color(image, detection.box)
