@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures.tiny_flux import tiny_flux_engine_dir, tiny_flux_pipeline_dir  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -39,8 +38,8 @@ def _assert_stats(stats: dict, where: str) -> None:
 
 @pytest.fixture(scope="module")
 def smoke_profile(
-    tiny_flux_engine_dir: Path,  # noqa: F811
-    tiny_flux_pipeline_dir: Path,  # noqa: F811
+    tiny_flux_engine_dir: Path,
+    tiny_flux_pipeline_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("profile")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures.tiny_flux import tiny_flux_engine_dir, tiny_flux_pipeline_dir  # noqa: F401
 from npc_rt.cli import main as cli_main
 from npc_rt.cli.eval import load_eval_prompts
 from npc_rt.errors import InvalidInputError
@@ -101,7 +100,7 @@ class _FixedProposer:
 
 
 @pytest.fixture(scope="module")
-def tiny_pipeline(tiny_flux_engine_dir: Path):  # noqa: F811
+def tiny_pipeline(tiny_flux_engine_dir: Path):
     from npc_rt.pipeline import load_engine
 
     return load_engine(tiny_flux_engine_dir, providers=["cpu"])
@@ -150,7 +149,7 @@ def test_real_loop_on_tiny_engine_gives_the_expected_gain(
 
 
 def test_cli_eval_local_judge_resume_and_refusal(
-    tiny_flux_engine_dir: Path,  # noqa: F811
+    tiny_flux_engine_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
