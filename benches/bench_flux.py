@@ -16,7 +16,7 @@ that does no work (it returns preallocated zeros), at the tiny shape and at FLUX
 with negatives. Target: under 1 ms per step.
 
 Models:
-- ``tiny``: the test fixture's model (``tests/fixtures/tiny_flux.py``), 64x64, text length 32.
+- ``tiny``: the test fixture's model (``npc_rt_export.tiny.flux``), 64x64, text length 32.
 - ``small``: a random FLUX sized like a small real DiT that fits 2 CPU cores: 2 double + 4
   single blocks of width 384 (6 heads x 64), T5 of width 512 (4 layers), CLIP of width 256, a VAE
   of width 32..128; 256x256 (256 image tokens), text length 128.
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for extra in (REPO / "tests", REPO / "export"):
+for extra in (REPO / "export",):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
@@ -61,8 +61,8 @@ def build_small_flux(out_dir: Path, text_length: int, seed: int = 0) -> Path:
         FluxPipeline,
         FluxTransformer2DModel,
     )
-    from fixtures.tiny_flux import FLUX_DEV_SCHEDULER, T5_VOCAB_SIZE
-    from fixtures.tokenizer_assets import clip_vocab_files, train_t5_spiece
+    from npc_rt_export.tiny.flux import FLUX_DEV_SCHEDULER, T5_VOCAB_SIZE
+    from npc_rt_export.tiny.tokenizer_assets import clip_vocab_files, train_t5_spiece
     from transformers import (
         CLIPTextConfig,
         CLIPTextModel,
@@ -157,7 +157,7 @@ def prepare(model: str, work: Path) -> tuple[Path, Path, float, float]:
     t0 = time.perf_counter()
     src = work / f"{model}-pipeline"
     if model == "tiny":
-        from fixtures.tiny_flux import build_tiny_flux_pipeline
+        from npc_rt_export.tiny.flux import build_tiny_flux_pipeline
 
         build_tiny_flux_pipeline(src)
     else:
