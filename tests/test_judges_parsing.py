@@ -110,6 +110,24 @@ def test_any_parsed_verdict_is_in_range(correct, score, prose):
     assert 0.0 <= parsed.score <= 1.0
 
 
+def test_candidates_salvaged_from_a_cut_off_or_nested_answer():
+    cut = '```json\n{"candidates": ["green apple", {"phrase": "wicker basket", "n": 2}, "four'
+    assert parse_candidates(cut) == ["green apple", "wicker basket"]
+    nested = '{"candidates": [{"item": {"text": "red sofa"}}, {"n": 1}, ["x"], true]}'
+    assert parse_candidates(nested) == ["red sofa"]
+    with pytest.raises(MalformedJudgeAnswerError):
+        parse_candidates('{"candidates": [')
+
+
+def test_trailing_commas_are_forgiven():
+    assert parse_candidates('{"candidates": ["a", "b",],}') == ["a", "b"]
+    assert parse_verdict('{"correct": 0, "score": 0.2, "reason": "x",}').score == 0.2
+    cut = '```\n{"candidates": [{"name": "lamp", "d": {"e": "f",},}, {"name": "rug'
+    assert parse_candidates(cut) == ["lamp"]  # the unfinished "rug" string is not kept
+    cut_object = '{"candidates": [\n {\n  "name": "green apple",\n  "description": "four app'
+    assert parse_candidates(cut_object) == ["green apple"]
+
+
 def test_extract_json_refuses_empty():
     with pytest.raises(MalformedJudgeAnswerError, match="empty"):
         extract_json("")

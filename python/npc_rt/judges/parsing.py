@@ -39,7 +39,8 @@ def extract_json(text: str) -> Any:
     if not isinstance(text, str) or not text.strip():
         raise MalformedJudgeAnswerError("empty answer: expected JSON")
     decoder = json.JSONDecoder()
-    for body in (strip_code_fences(text), text):
+    stripped = strip_code_fences(text)
+    for body in (stripped, text, _relax(stripped), _relax(text)):
         try:
             return json.loads(body)
         except json.JSONDecodeError:
@@ -105,13 +106,22 @@ def parse_caption(text: str) -> str:
 def parse_candidates(text: str) -> list[str]:
     """``{"candidates": [str, ...]}`` (or a bare list): the raw phrases, uncleaned.
 
-    Numbers and other scalars are turned into text; nested objects are skipped. An answer with no
-    list at all is malformed; an empty list is a valid (if unhelpful) answer.
+    Numbers become text; an object item gives its first string (small models wrap phrases in
+    objects); nested lists are skipped. An answer cut off inside the ``candidates`` array (a
+    token limit) keeps the items that were complete. An answer with no list at all is malformed;
+    an empty list is a valid (if unhelpful) answer.
     """
-    value = extract_json(text)
+    if not isinstance(text, str) or not text.strip():
+        raise MalformedJudgeAnswerError("empty answer: expected JSON")
+    value = _whole_json(text)
+    if value is None:
+        salvaged = _salvage_array(_relax(text))
+        if salvaged is not None:
+            return salvaged
+        value = extract_json(text)
     if isinstance(value, Mapping):
         found = None
-        for key in ("candidates", "negatives", "negative_prompts"):
+        for key in _CANDIDATE_KEYS:
             if key in value:
                 found = value[key]
                 break
@@ -119,12 +129,76 @@ def parse_candidates(text: str) -> list[str]:
             raise MalformedJudgeAnswerError("proposal JSON has no 'candidates' field")
         value = found
     if isinstance(value, str):
-        value = [part for part in value.split(",")]
+        value = value.split(",")
     if not isinstance(value, list):
         raise MalformedJudgeAnswerError(
             f"'candidates' must be a list of strings, got {type(value).__name__}"
         )
-    return [str(item) for item in value if isinstance(item, str | int | float)]
+    return [phrase for phrase in (_item_text(item) for item in value) if phrase is not None]
+
+
+_CANDIDATE_KEYS = ("candidates", "negatives", "negative_prompts")
+_OBJECT_HEAD = re.compile(r'\{\s*"[^"\\]*"\s*:\s*("(?:[^"\\]|\\.)*")')
+_ARRAY_START = re.compile(r'"(?:candidates|negatives|negative_prompts)"\s*:\s*\[')
+
+
+def _whole_json(text: str) -> Any:
+    for body in (strip_code_fences(text), text.strip()):
+        for candidate in (body, _relax(body)):
+            try:
+                return json.loads(candidate)
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+_TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+
+
+def _relax(text: str) -> str:
+    """Trailing commas before ``}`` or ``]`` removed: a common slip of language models. Only
+    used once strict parsing failed."""
+    return _TRAILING_COMMA.sub(r"\1", text)
+
+
+def _salvage_array(text: str) -> list[str] | None:
+    """The complete items of a ``"candidates": [`` array whose end is missing or broken."""
+    match = _ARRAY_START.search(text)
+    if match is None:
+        return None
+    decoder = json.JSONDecoder()
+    items: list[str] = []
+    pos = match.end()
+    while pos < len(text):
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            break
+        try:
+            item, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            # An object cut off mid-way still names its phrase in its first field.
+            head = _OBJECT_HEAD.match(text, pos)
+            if head is not None:
+                items.append(json.loads(head.group(1)))
+            break
+        phrase = _item_text(item)
+        if phrase is not None:
+            items.append(phrase)
+    return items if items else None
+
+
+def _item_text(item: Any) -> str | None:
+    if isinstance(item, bool):
+        return None
+    if isinstance(item, str | int | float):
+        return str(item)
+    if isinstance(item, Mapping):
+        for value in item.values():
+            found = _item_text(value) if isinstance(value, str | Mapping) else None
+            if found is not None:
+                return found
+    return None
 
 
 def _expect_object(value: Any, role: str) -> Mapping[str, Any]:
