@@ -20,6 +20,9 @@ from npc_rt.errors import (
     ShapeError,
     TokenizerError,
 )
+from npc_rt.judges.base import Caption, Judges, Proposal, Verdict
+from npc_rt.judges.factory import build_judges
+from npc_rt.loop import Attempt, CorrectionResult, correct
 from npc_rt.pipeline import Pipeline, load_engine
 from npc_rt.rng import TorchCpuGenerator, randn
 from npc_rt.tokenizer import (
@@ -56,4 +59,12 @@ __all__ = [
     "open_engine",
     "Pipeline",
     "load_engine",
+    "correct",
+    "CorrectionResult",
+    "Attempt",
+    "Judges",
+    "Verdict",
+    "Caption",
+    "Proposal",
+    "build_judges",
 ]
