@@ -38,6 +38,16 @@ def test_geneval_metadata_becomes_tagged_prompts_with_expectations() -> None:
     )
 
 
+def test_per_tag_keeps_a_balanced_subset_with_file_numbering() -> None:
+    prompts = load_eval_prompts(GENEVAL_METADATA, per_tag=2)
+    raw = [json.loads(line) for line in GENEVAL_METADATA.read_text().splitlines()]
+    tags = list(dict.fromkeys(r["tag"] for r in raw))
+    assert [p.tag for p in prompts] == [t for t in tags for _ in range(2)]
+    for item in prompts:
+        assert raw[item.index]["prompt"] == item.prompt
+    assert len(load_eval_prompts(GENEVAL_METADATA, per_tag=2, limit=3)) == 3
+
+
 def test_geneval_plus_plus_shape_and_plain_text(tmp_path: Path) -> None:
     plus = tmp_path / "plus.jsonl"
     plus.write_text(

@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seeds", type=int, nargs="+", help="explicit seeds (overrides --images-per-prompt)"
     )
     sampling.add_argument("--limit", type=int, help="only the first N prompts")
+    sampling.add_argument(
+        "--per-tag", type=int, help="only the first N prompts of each tag (a balanced subset)"
+    )
     sampling.add_argument("--steps", type=int, help="denoising steps (default: the engine's)")
     sampling.add_argument("--size", metavar="HxW", help="image size (default: the engine's)")
     sampling.add_argument("--k", type=int, default=5, help="candidate negatives per prompt")
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from npc_rt.evaluation.harness import print_progress
 
-    prompts = load_eval_prompts(args.metadata, limit=args.limit)
+    prompts = load_eval_prompts(args.metadata, limit=args.limit, per_tag=args.per_tag)
     plan = EvalPlan(prompts=prompts, seeds=seeds_for(args.images_per_prompt, args.seeds))
     if args.k < 1:
         raise InvalidInputError(f"--k must be at least 1, got {args.k}")
@@ -104,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         "metadata_file": args.metadata.name,
         "metadata_sha256": _sha256(args.metadata),
         "limit": args.limit,
+        "per_tag": args.per_tag,
         "engine_manifest_hash": engine.manifest_hash,
         "judge": args.judge,
         "judge_options": {
@@ -127,26 +131,39 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_eval_prompts(path: Path, *, limit: int | None = None) -> tuple[Any, ...]:
+def load_eval_prompts(
+    path: Path, *, limit: int | None = None, per_tag: int | None = None
+) -> tuple[Any, ...]:
     """Prompt specs (``npc_rt.metadata``) as eval prompts; plain-text prompts get the tag
-    "untagged" and no metadata, so the verifier judges them from the prompt alone."""
+    "untagged" and no metadata, so the verifier judges them from the prompt alone. ``index`` is
+    the line's position among the file's prompts, so a subset keeps the file's numbering.
+    ``per_tag`` keeps the first N of each tag, then ``limit`` the first N of those."""
     from npc_rt.evaluation import EvalPrompt
     from npc_rt.metadata import load_prompt_specs
 
-    if limit is not None and limit < 1:
-        raise InvalidInputError(f"--limit must be at least 1, got {limit}")
-    specs = load_prompt_specs(path)
-    if limit is not None:
-        specs = specs[:limit]
-    return tuple(
+    for name, value in (("--limit", limit), ("--per-tag", per_tag)):
+        if value is not None and value < 1:
+            raise InvalidInputError(f"{name} must be at least 1, got {value}")
+    prompts = [
         EvalPrompt(
             index=index,
             prompt=spec.prompt,
             tag=spec.tag or "untagged",
             metadata=spec.to_mapping() if spec.has_expectations else None,
         )
-        for index, spec in enumerate(specs)
-    )
+        for index, spec in enumerate(load_prompt_specs(path))
+    ]
+    if per_tag is not None:
+        seen: dict[str, int] = {}
+        kept = []
+        for item in prompts:
+            seen[item.tag] = seen.get(item.tag, 0) + 1
+            if seen[item.tag] <= per_tag:
+                kept.append(item)
+        prompts = kept
+    if limit is not None:
+        prompts = prompts[:limit]
+    return tuple(prompts)
 
 
 def generation_params(engine: Any, *, steps: int | None, size: str | None) -> Any:
