@@ -24,22 +24,19 @@ import os
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import npc_rt
 import numpy as np
+import tokenizers
+import transformers
+from npc_rt_export.tiny.tokenizer_assets import clip_vocab_files, train_t5_spiece
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-import npc_rt  # noqa: E402
-import tokenizers  # noqa: E402
-import transformers  # noqa: E402
-from fixtures.tokenizer_assets import clip_vocab_files, train_t5_spiece  # noqa: E402
 
 GENEVAL = REPO.parent / "shared" / "data" / "geneval" / "evaluation_metadata.jsonl"
 FALLBACK = ["a photo of a cat", "two red apples on a wooden table", "a dog to the left of a bench"]
