@@ -308,6 +308,11 @@ def test_unsupported_words_come_from_the_core_analysis() -> None:
     assert expectations_for("a photo of a dragon and a cat").unsupported == ("dragon",)
     assert expectations_for("two red apples").unsupported == ()
     assert expectations_for("sunset over mountains").unsupported == ()  # core fallback: unknown
+    # The core's word after an article is widened to its noun phrase: adjectives are not objects.
+    assert expectations_for("a photo of a fluffy cat on a sofa").unsupported == ()
+    assert expectations_for("a misty landscape").unsupported == ("misty landscape",)
+    assert expectations_for("a cat wearing a hat").unsupported == ("hat",)
+    assert expectations_for("a photo of a computer").unsupported == ("computer",)
 
 
 # ---------------------------------------------------------------- roles over a fake detector

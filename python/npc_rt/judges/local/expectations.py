@@ -49,6 +49,12 @@ _NUMBERS = {
 _COLOR_WORDS = {name: name for name in COLORS} | {"grey": "gray", "violet": "purple"}
 # Words that end the noun phrase before an object when looking back for its count and colour.
 _PHRASE_BREAKS = {"and", "with", "of", "than", "above", "below", "under", "over", "beneath", "by"}
+# Words that end a noun phrase to their right (besides _PHRASE_BREAKS).
+_FUNCTION_WORDS = {
+    "a", "an", "the", "in", "on", "at", "to", "for", "from", "or", "is", "are", "next", "near",
+    "beside", "behind", "front", "left", "right", "top", "bottom", "into", "onto", "while", "that",
+    "which", "who", "its", "their", "his", "her",
+}  # fmt: skip
 # Modifiers the core's analysis may report as "object words" (the word after a number).
 _MODIFIERS = {
     "big", "large", "small", "tiny", "little", "huge", "giant", "old", "new", "young", "cute",
@@ -190,23 +196,50 @@ def spec_from_prompt(prompt: str, class_names: Sequence[str] = COCO_CLASSES) -> 
 
 
 def unsupported_words(prompt: str, class_names: Sequence[str] = COCO_CLASSES) -> tuple[str, ...]:
-    """The core's object words for ``prompt`` that the detector has no class for."""
+    """The core's object phrases for ``prompt`` that name no class the detector has.
+
+    The core reports the word after each number or article, which is often an adjective ("a
+    fluffy cat" gives "fluffy"); so each is widened to its noun phrase (the following words up to
+    a function word or an -ing verb, three at most), and the phrase counts as supported when any
+    of its words belongs to a class phrase found in the prompt. Colours and size words alone are
+    skipped.
+    """
     from npc_rt.prompt import analyze_prompt
 
     terms = analyze_prompt(prompt)
     if terms.fallback:  # no "<number> <word>" phrase: the words are not known to be objects
         return ()
-    table = phrase_table(tuple(class_names))
-    covered = {word for phrase in table for word in phrase.split()}
-    words = set(tokens(prompt))
+    words = tokens(prompt)
+    mentions = find_mentions(words, phrase_table(tuple(class_names)))
+    covered = {i for m in mentions for i in range(m.start, m.end)}
     out = []
     for word in terms.objects:
         if word not in words:  # the core lists singular and plural forms; keep what was written
             continue
-        if word in covered or word in _COLOR_WORDS or word in _MODIFIERS or word in _NUMBERS:
+        start = words.index(word)
+        run = [start]
+        while len(run) < 3 and run[-1] + 1 < len(words) and _continues_phrase(words[run[-1] + 1]):
+            run.append(run[-1] + 1)
+        if any(i in covered for i in run):
             continue
-        out.append(word)
+        nouns = [words[i] for i in run if not _is_modifier(words[i])]
+        if nouns:
+            out.append(" ".join(nouns))
     return tuple(dict.fromkeys(out))
+
+
+def _is_modifier(word: str) -> bool:
+    return word in _COLOR_WORDS or word in _MODIFIERS or word in _NUMBERS or word.isdigit()
+
+
+def _continues_phrase(word: str) -> bool:
+    """Whether ``word`` can extend a noun phrase to its right (not a function word or -ing verb)."""
+    return (
+        word.isalpha()
+        and word not in _FUNCTION_WORDS
+        and word not in _PHRASE_BREAKS
+        and not (word.endswith("ing") and len(word) > 4)
+    )
 
 
 def _count_and_color(before: Sequence[str]) -> tuple[int, bool, str | None]:
