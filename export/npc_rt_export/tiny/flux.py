@@ -43,10 +43,12 @@ FLUX_DEV_SCHEDULER = {
 """FLUX.1-dev's FlowMatchEulerDiscreteScheduler settings."""
 
 
-def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0) -> Path:
+def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0, clip_width: int = 32) -> Path:
     """Build a tiny random-weight ``FluxPipeline`` and ``save_pretrained`` it into ``out_dir``.
 
     Returns ``out_dir``. Deterministic for a given ``seed`` (weights and tokenizer files).
+    ``clip_width`` is CLIP's hidden size (and so the pooled projection's); CLIP's 49408-token
+    embedding table dominates the size, so the shipped demo engine uses a narrower one.
     """
     import torch
     from diffusers import (
@@ -75,12 +77,12 @@ def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0) -> Path:
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=49408,
-            hidden_size=32,
+            hidden_size=clip_width,
             intermediate_size=64,
             num_hidden_layers=2,
             num_attention_heads=4,
             max_position_embeddings=77,
-            projection_dim=32,
+            projection_dim=clip_width,
             hidden_act="quick_gelu",
             bos_token_id=0,
             pad_token_id=1,
@@ -111,7 +113,7 @@ def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0) -> Path:
         attention_head_dim=16,
         num_attention_heads=2,
         joint_attention_dim=32,
-        pooled_projection_dim=32,
+        pooled_projection_dim=clip_width,
         guidance_embeds=True,
         axes_dims_rope=(4, 6, 6),
     )
