@@ -198,11 +198,14 @@ def test_cli_eval_local_judge_resume_and_refusal(
     err = capsys.readouterr().err
     assert "different arguments" in err and "k: was 2, now 3" in err
     baseline_out = tmp_path / "baseline"
-    args = [*base, "--baseline"]
+    args = [*base, "--baseline", "--eval-judge", "local"]
     args[args.index(str(out))] = str(baseline_out)
     assert cli_main(args) == 0
     baseline = json.loads((baseline_out / "summary.json").read_text())
     assert baseline["baseline"] is True and "npc" not in baseline["overall"]
+    record = json.loads((baseline_out / "records" / "00000_s0.json").read_text())
+    # the same local verifier as evaluator: its verdict equals the loop judge's
+    assert record["extra"]["loop_verdicts"]["original"]["correct"] == record["original"]["correct"]
     # The baseline's originals are the NPC run's originals: same engine, prompt, seed and params.
     for name in ("00000_s0", "00001_s0"):
         a = (out / "images" / f"{name}_original.png").read_bytes()

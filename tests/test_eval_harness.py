@@ -189,3 +189,25 @@ def test_report_has_table_chart_and_grid_of_fixed_samples(tmp_path: Path) -> Non
 def test_prompt_indices_are_part_of_sample_identity() -> None:
     item = EvalPrompt(index=12, prompt="p", tag="t")
     assert item.sample_id(3) == "00012_s3"
+
+
+def test_rejudged_sampler_counts_the_evaluators_verdicts_and_keeps_the_loops(
+    tmp_path: Path,
+) -> None:
+    from npc_rt.evaluation import RejudgedSampler
+
+    evaluator = FakeVerifier()
+    plan = EvalPlan(prompts=fake_prompts(3), seeds=(0, 1))
+    summary = run_eval(tmp_path, plan, RejudgedSampler(FakeNpcSampler(), evaluator), FAKE_ARGUMENTS)
+    assert len(evaluator.metadata_seen) == 2 * plan.size  # original and kept image, each sample
+    from PIL import Image
+
+    expected = 0
+    for record in load_records(tmp_path, plan):
+        for side in ("original", "npc"):
+            pixels = np.asarray(Image.open(tmp_path / record[side]["image"]))
+            assert record[side]["correct"] == (1 if pixels[0, 0, 0] % 2 == 0 else 0)
+        key = record["index"] + record["seed"]
+        assert record["extra"]["loop_verdicts"]["original"]["correct"] == int(key % 3 == 0)
+        expected += record["npc"]["correct"]
+    assert summary["overall"]["npc"]["all_samples"] == pytest.approx(expected / plan.size)

@@ -35,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--engine", type=Path, required=True, help="exported engine directory")
     parser.add_argument("--out", type=Path, required=True, help="eval directory (resumable)")
     parser.add_argument("--judge", choices=JUDGE_KINDS, default="local", help="judge kind")
+    parser.add_argument(
+        "--eval-judge",
+        choices=JUDGE_KINDS,
+        help=(
+            "score both images with this judge's verifier instead of the loop's (GenEval's "
+            "protocol: a fixed evaluator whatever judge guided NPC); same judge options"
+        ),
+    )
     judge = parser.add_argument_group("judge options (passed to npc_rt.judges.build_judges)")
     judge.add_argument("--base-url", help="OpenAI-compatible API base URL")
     judge.add_argument("--model", help="model for every VLM/LLM role")
@@ -82,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         BaselineSampler,
         CorrectionSampler,
         EvalPlan,
+        RejudgedSampler,
         load_records,
         run_eval,
         seeds_for,
@@ -103,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         sampler: Any = BaselineSampler(engine, judges.verifier, params=params)
     else:
         sampler = CorrectionSampler(engine, judges, k=args.k, mode=args.mode, params=params)
+    if args.eval_judge is not None:
+        evaluator = build_judges(args.eval_judge, **judge_options).verifier
+        sampler = RejudgedSampler(sampler, evaluator)
     arguments = {
         "metadata_file": args.metadata.name,
         "metadata_sha256": _sha256(args.metadata),
@@ -110,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         "per_tag": args.per_tag,
         "engine_manifest_hash": engine.manifest_hash,
         "judge": args.judge,
+        "eval_judge": args.eval_judge,
         "judge_options": {
             k: v for k, v in sorted(judge_options.items()) if k not in _SECRET_OPTIONS
         },

@@ -6,6 +6,7 @@ from npc_rt.evaluation.samples import (
     BaselineSampler,
     CorrectionSampler,
     EvalPrompt,
+    RejudgedSampler,
     SampleOutcome,
     Sampler,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "SampleOutcome",
     "BaselineSampler",
     "CorrectionSampler",
+    "RejudgedSampler",
     "run_eval",
     "load_records",
     "seeds_for",

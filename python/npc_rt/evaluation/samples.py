@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -173,3 +173,43 @@ def _text_or_none(value: Any) -> str | None:
     if value is None:
         return None
     return str(getattr(value, "value", value))
+
+
+@dataclass(frozen=True)
+class RejudgedSampler:
+    """Scores another sampler's images with a separate evaluation verifier.
+
+    GenEval's protocol measures with a fixed evaluator (its detector) whatever judge guided the
+    generation; this wrapper does that: the loop runs with its own judges, then both the original
+    and the kept image are verified again by ``verifier``, whose verdicts the summary counts. The
+    loop's own verdicts stay in the record (``extra.loop_verdicts``).
+    """
+
+    inner: Sampler
+    verifier: Verifier
+
+    @property
+    def baseline(self) -> bool:
+        return self.inner.baseline
+
+    def __call__(self, item: EvalPrompt, seed: int, run_dir: Path) -> SampleOutcome:
+        outcome = self.inner(item, seed, run_dir)
+        original = self.verifier.verify(
+            outcome.original_pixels, item.prompt, metadata=item.metadata
+        )
+        final = outcome.final_verdict
+        if outcome.final_pixels is not None:
+            final = self.verifier.verify(outcome.final_pixels, item.prompt, metadata=item.metadata)
+        loop_verdicts = {"original": _verdict_summary(outcome.original_verdict)}
+        if outcome.final_verdict is not None:
+            loop_verdicts["npc"] = _verdict_summary(outcome.final_verdict)
+        return replace(
+            outcome,
+            original_verdict=original,
+            final_verdict=final,
+            extra={**outcome.extra, "loop_verdicts": loop_verdicts},
+        )
+
+
+def _verdict_summary(verdict: Verdict) -> dict[str, Any]:
+    return {"correct": verdict.correct, "score": verdict.score, "reason": verdict.reason}
