@@ -131,3 +131,32 @@ def test_cascade_kind_puts_the_local_verifier_before_the_vlm(tmp_path: Path, nam
         verdict.reason
         == "local: failed 1 of 1 checks: missing person; also detected, not requested: dog"
     )
+
+
+def test_local_kind_takes_a_loopback_llm_for_its_proposer(tmp_path: Path, names: Path) -> None:
+    import json
+
+    from npc_rt.judges.base import Caption, Verdict
+    from npc_rt.judges.openai_compat import OpenAIProposer
+
+    rows = np.array([[[0, 16, 32, 48, 0.9, 2]]], dtype=np.float32)
+    model = write_model(tmp_path / "d.onnx", rows)
+    common = {"detector": str(model), "names": str(names)}
+    # VLM-only flags a CLI passes to every kind are accepted and unused.
+    plain = build_judges("local", verifier_model="big-vlm", timeout=3.0, **common)
+    assert plain.proposer.llm is None
+    # Nothing listens on port 9: the LLM fails, the rules and the fallback list still answer.
+    judges = build_judges(
+        "local", base_url="http://127.0.0.1:9/v1", model="smollm2", retries=0, timeout=2.0, **common
+    )
+    assert isinstance(judges.proposer.llm, OpenAIProposer)
+    image = np.zeros((100, 200, 3), np.uint8)
+    verdict = judges.verifier.verify(image, "a photo of a person")
+    caption = judges.captioner.caption(image, "a photo of a person")
+    assert isinstance(verdict, Verdict) and isinstance(caption, Caption)
+    proposal = judges.proposer.propose("a photo of a person", caption, verdict, 3)
+    assert proposal.candidates[0] == "dog" and len(proposal.candidates) == 3
+    assert proposal.error is None
+    assert "llm_error" in json.loads(proposal.raw)
+    with pytest.raises(InvalidInputError, match="both llm_base_url and llm_model"):
+        build_judges("local", llm_model="smollm2", **common)

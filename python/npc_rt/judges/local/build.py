@@ -7,7 +7,11 @@
     ``scales``: ``DetectorConfig`` fields; ``position_margin``, ``region_margin``, ``size_ratio``:
     ``CheckConfig`` fields; ``llm_base_url`` and ``llm_model`` (optional, both or neither): a small
     LLM on an OpenAI-compatible server (e.g. loopback) whose candidates follow the rule-based ones;
-    ``llm_api_key_env`` (default none, as a loopback server needs no key).
+    ``llm_api_key_env`` (default none, as a loopback server needs no key). The openai kind's
+    options (``base_url``, ``model`` or ``proposer_model``, ``api_key_env``, ``timeout``,
+    ``retries``, ``concurrency``) are accepted too: with a base URL and a model they configure
+    the same LLM (``npc-rt correct --judge local --base-url http://127.0.0.1:8080/v1 --model M``);
+    otherwise they go unused, so one set of CLI flags can build several kinds.
 
 ``cascade``: the ``local`` verifier in front of the openai verifier; the captioner and proposer are
 the openai ones. Options prefixed ``local_`` go to the local side (``local_detector``,
@@ -60,6 +64,22 @@ def build_local_scene(
     )
 
 
+# Options of the openai kind that CLIs pass to whichever kind they build. The local judge takes
+# them for its optional LLM proposer (base_url + model or proposer_model) and otherwise leaves
+# them unused, so one set of flags can build several kinds (e.g. eval's --eval-judge local).
+_SHARED_OPENAI_OPTIONS = (
+    "base_url",
+    "model",
+    "proposer_model",
+    "verifier_model",
+    "captioner_model",
+    "api_key_env",
+    "timeout",
+    "retries",
+    "concurrency",
+)
+
+
 def build_local_judges(
     *,
     llm_base_url: str | None = None,
@@ -67,15 +87,24 @@ def build_local_judges(
     llm_api_key_env: str | None = None,
     **options: Any,
 ) -> Judges:
+    shared = {key: options.pop(key) for key in _SHARED_OPENAI_OPTIONS if key in options}
     scene = build_local_scene(**options)
-    llm = None
     if (llm_base_url is None) != (llm_model is None):
         raise InvalidInputError("the local judge's LLM needs both llm_base_url and llm_model")
-    if llm_base_url is not None:
+    base_url = llm_base_url or shared.get("base_url")
+    model = llm_model or shared.get("proposer_model") or shared.get("model")
+    llm = None
+    if base_url and model:
         from npc_rt.judges.openai_compat import OpenAIProposer, RoleConfig
 
+        settings = {k: shared[k] for k in ("timeout", "retries", "concurrency") if k in shared}
         llm = OpenAIProposer(
-            RoleConfig(model=str(llm_model), base_url=llm_base_url, api_key_env=llm_api_key_env)
+            RoleConfig(
+                model=str(model),
+                base_url=str(base_url),
+                api_key_env=llm_api_key_env or shared.get("api_key_env") or None,
+                **settings,
+            )
         )
     return Judges(
         verifier=LocalVerifier(scene),
