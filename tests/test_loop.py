@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -32,13 +33,16 @@ def _ranked(result):
     return [row.text for row in result.ranking.candidates]
 
 
-def test_accepted_original_stops_at_once(tmp_path):
+@pytest.mark.parametrize("speculative", [False, True])
+def test_accepted_original_stops_at_once(tmp_path, speculative):
     gen = FakeGenerator()
     judges = _judges(gen, {None: (1, 0.95)})
-    result = correct(PROMPT, 7, gen, judges, out_dir=tmp_path)
+    result = correct(PROMPT, 7, gen, judges, out_dir=tmp_path, speculative_caption=speculative)
     assert result.status == "accepted_original" and result.accepted
     assert result.chosen is result.original and result.attempts == ()
-    assert gen.calls == [(None,)] and judges.captioner.calls == 0
+    assert gen.calls == [(None,)] and result.caption is None
+    # a speculative caption was asked for while verifying, and is left unused
+    assert judges.captioner.calls == int(speculative) and judges.proposer.calls == 0
     run = read_json(tmp_path / "run.json")
     assert run["status"] == "accepted_original" and run["chosen"]["image"] == "original.png"
     assert run["original"]["verdict"]["correct"] == 1
@@ -48,12 +52,36 @@ def test_accepted_original_stops_at_once(tmp_path):
 def test_unknown_original_stops_with_the_original(tmp_path):
     gen = FakeGenerator()
     judges = _judges(gen, {None: (-1, 0.0)})
-    result = correct(PROMPT, 7, gen, judges, out_dir=tmp_path)
+    result = correct(PROMPT, 7, gen, judges, out_dir=tmp_path, mode="sequential")
     assert result.status == "unknown" and not result.accepted
     assert result.chosen is result.original
     assert judges.captioner.calls == 0 and judges.proposer.calls == 0
     run = read_json(tmp_path / "run.json")
     assert run["status"] == "unknown" and run["errors"] and run["chosen"]["index"] == 0
+    assert run["caption"] is None and run["speculative_caption"] is False
+
+
+@pytest.mark.parametrize("speculative", [False, True])
+def test_speculative_caption_overlaps_the_verifier(speculative):
+    gen = FakeGenerator()
+    caption_started = threading.Event()
+    overlapped = []
+
+    class RecordingCaptioner(FixedCaptioner):
+        def caption(self, image, prompt):
+            caption_started.set()
+            return super().caption(image, prompt)
+
+    class WaitingVerifier(NegativeVerifier):
+        def verify(self, image, prompt, *, metadata=None):
+            if not overlapped:  # the original: is the caption being made meanwhile?
+                overlapped.append(caption_started.wait(timeout=10 if speculative else 0.5))
+            return super().verify(image, prompt, metadata=metadata)
+
+    judges = Judges(WaitingVerifier(gen, {None: (0, 0.2)}), RecordingCaptioner(), FixedProposer())
+    result = correct(PROMPT, 1, gen, judges, k=2, speculative_caption=speculative)
+    assert overlapped == [speculative]
+    assert result.caption.text and judges.captioner.calls == 1 and len(result.attempts) == 2
 
 
 @pytest.mark.parametrize(

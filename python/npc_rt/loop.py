@@ -110,8 +110,14 @@ def correct(
     params: GenerationParams | Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    speculative_caption: bool | None = None,
 ) -> CorrectionResult:
-    """Run NPC on one prompt and seed. See the module docstring for the outcomes."""
+    """Run NPC on one prompt and seed. See the module docstring for the outcomes.
+
+    ``speculative_caption``: ask the captioner while the verifier judges the original (default:
+    on in batched mode, off in sequential mode, the reference). Results are the same either way;
+    it saves one judge round trip of latency at the cost of an unused caption when the original
+    is accepted or cannot be judged."""
     _check_inputs(prompt, seed, engine, judges, k, mode, batch_size)
     gen_params = _resolve_params(engine, params)
     if mode == "sequential":
@@ -130,6 +136,9 @@ def correct(
         metadata=metadata,
         progress=progress,
         out_dir=Path(out_dir) if out_dir is not None else None,
+        speculative_caption=(mode == "batched")
+        if speculative_caption is None
+        else bool(speculative_caption),
     )
     return run.execute()
 
@@ -151,12 +160,14 @@ class _Run:
         metadata: Mapping[str, Any] | None,
         progress: Progress | None,
         out_dir: Path | None,
+        speculative_caption: bool,
     ) -> None:
         self.prompt, self.seed, self.engine, self.judges = prompt, seed, engine, judges
         self.k, self.mode, self.m, self.params = k, mode, m, params
         self.metadata = dict(metadata) if metadata else None
         self.progress = progress
         self.out_dir = out_dir
+        self.speculative_caption = speculative_caption
         self.timings: dict[str, float] = {}
         self.errors: list[str] = []
         self.original: Attempt | None = None
@@ -217,7 +228,18 @@ class _Run:
         self.original = self._attempt(0, None, None, image0, _pending_verdict(), None)
         self._save()
 
-        self._say("verifying the original image")
+        # The caption depends on the image only, so it can be asked for while the verifier
+        # works; its answer is simply unused when the original is accepted (one wasted call).
+        caption_pool = caption_job = None
+        if self.speculative_caption:
+            caption_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npc-caption")
+            caption_job = caption_pool.submit(
+                _timed_call, _safe_caption, self.judges, image0.pixels, self.prompt
+            )
+            caption_pool.shutdown(wait=False)
+            self._say("verifying and (speculatively) captioning the original image")
+        else:
+            self._say("verifying the original image")
         with self._timed("verify_original"):
             verdict0 = _safe_verify(self.judges, image0.pixels, self.prompt, self.metadata)
         self.original = dataclasses.replace(self.original, verdict=verdict0)
@@ -231,9 +253,13 @@ class _Run:
             )
         self._save()
 
-        self._say("captioning the original image")
-        with self._timed("caption"):
-            self.caption = _safe_caption(self.judges, image0.pixels, self.prompt)
+        if caption_job is not None:
+            self._say("waiting for the caption")
+            self.caption, self.timings["caption"] = caption_job.result()
+        else:
+            self._say("captioning the original image")
+            with self._timed("caption"):
+                self.caption = _safe_caption(self.judges, image0.pixels, self.prompt)
         if self.caption.error is not None or not self.caption.text.strip():
             self.errors.append(f"captioner: {self.caption.error or 'empty caption'}")
             return self._finish_best("judge_error")
@@ -408,6 +434,7 @@ class _Run:
             "k": self.k,
             "mode": self.mode,
             "batch_size": self.m,
+            "speculative_caption": self.speculative_caption,
             "engine": {"family": self.family, "manifest_hash": self.manifest_hash},
             "params": to_jsonable(self.params),
             "metadata": self.metadata,
@@ -439,6 +466,11 @@ class _Run:
                 "why": self.chosen_reason,
             }
         return record
+
+
+def _timed_call(func: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    return func(*args), time.perf_counter() - t0
 
 
 class _Timer:
