@@ -53,10 +53,10 @@ def test_demo_runs_the_whole_correction_without_torch(tmp_path: Path) -> None:
     assert summary["status"] in {"accepted", "not_accepted"}
     assert summary["attempts"] == 5
     assert len(summary["candidates"]) == 5
-    negatives = [None] + list(summary["candidates"])
-    for index, negative in enumerate(negatives):
-        name = "original" if index == 0 else f"attempt_{index:02d}"
-        with Image.open(run_dir / f"{name}.png") as image:
+    assert sorted(a["negative"] for a in record["attempts"]) == sorted(summary["candidates"])
+    images = [("original.png", None)] + [(a["image"], a["negative"]) for a in record["attempts"]]
+    for name, negative in images:
+        with Image.open(run_dir / name) as image:
             assert image.size == (128, 128)
             assert image.text["prompt"] == "a photo of two cats"
             assert image.text["seed"] == "0"
