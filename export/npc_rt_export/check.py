@@ -50,6 +50,17 @@ class ComponentCheck:
         return out
 
 
+def validate_onnx(onnx_path: Path, component: str) -> None:
+    """ONNX's own checker with full shape/type inference: catches graphs no runtime accepts
+    (e.g. an op given a dtype its schema lacks) independently of which kernels ORT has."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(onnx_path), full_check=True)
+    except Exception as exc:  # checker raises ValidationError / InferenceError
+        raise EngineError(f"{component}: exported ONNX file is invalid: {exc}") from exc
+
+
 def check_component(
     module: torch.nn.Module,
     contract: ComponentContract,
@@ -60,10 +71,10 @@ def check_component(
 ) -> ComponentCheck:
     """Run ``onnx_path`` in ONNX Runtime and ``module`` in torch on ``inputs``; compare.
 
-    Raises ``EngineError`` when the error is over tolerance. A session ONNX Runtime cannot create
-    or run for lack of a kernel at this precision (fp16/bf16 on the CPU provider) is reported as
-    ``skipped`` with ORT's reason rather than failing the export: the file is still valid for a
-    provider that has the kernels.
+    Raises ``EngineError`` when the error is over tolerance (run ``validate_onnx`` first). A
+    half-precision session ONNX Runtime cannot create for lack of a kernel (``NOT_IMPLEMENTED``:
+    bf16 on the CPU provider) is reported as ``skipped`` with ORT's reason rather than failing the
+    export: the file is valid and runs on a provider that has the kernels.
     """
     import onnxruntime as ort
 
@@ -81,7 +92,7 @@ def check_component(
         )
         (actual,) = session.run([contract.output_names[0]], feed)
     except Exception as exc:  # ORT raises its own exception types per failure kind
-        if precision == "fp32":
+        if precision == "fp32" or "NOT_IMPLEMENTED" not in str(exc):
             raise EngineError(
                 f"{contract.name}: ONNX Runtime could not run the export: {exc}"
             ) from exc

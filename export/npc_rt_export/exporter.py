@@ -19,7 +19,7 @@ import torch
 from npc_rt.errors import InvalidInputError
 
 from npc_rt_export import flux
-from npc_rt_export.check import ComponentCheck, check_component
+from npc_rt_export.check import ComponentCheck, check_component, validate_onnx
 from npc_rt_export.hashing import sha256_file
 from npc_rt_export.manifest import (
     FORMAT_NAME,
@@ -61,8 +61,8 @@ def export_pipeline(
     say = log or (lambda _msg: None)
     source = open_source(Path(src))
     out = Path(out)
-    _prepare_out_dir(out, options.overwrite)
     plan = PLANNERS[source.family](source, options)
+    _prepare_out_dir(out, options.overwrite)
     seconds: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -84,6 +84,7 @@ def export_pipeline(
             opset=options.opset,
             external_data_threshold=options.external_data_threshold,
         )
+        validate_onnx(out / exported.onnx.path, name)
         seconds[f"export_{name}"] = time.perf_counter() - start
         say(f"exported {name} -> {exported.onnx.path} in {seconds[f'export_{name}']:.1f} s")
         if options.check:

@@ -23,7 +23,7 @@ from npc_rt_export.contracts import ComponentContract, DimRange, TensorSpec
 from npc_rt_export.options import ExportOptions, Size
 from npc_rt_export.plan import ExportPlan
 from npc_rt_export.source import PipelineSource, require_components
-from npc_rt_export.tokenizer_files import TokenizerEntry, convert_clip, convert_t5
+from npc_rt_export.tokenizer_files import TokenizerEntry, convert_clip, convert_t5, require_file
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PRECISION_OF_DTYPE = {v: k for k, v in TORCH_DTYPES.items()}
@@ -472,7 +472,10 @@ def loaders(
     def vae() -> nn.Module:
         from diffusers import AutoencoderKL
 
-        return VaeDecode(AutoencoderKL.from_pretrained(source.folder("vae"), torch_dtype=dtype))
+        # ONNX (opset 18) Conv has no bfloat16 type: a bf16 VAE graph is invalid for every
+        # runtime, so a bf16 export keeps the (small) VAE decoder in float32.
+        vae_dtype = torch.float32 if dtype == torch.bfloat16 else dtype
+        return VaeDecode(AutoencoderKL.from_pretrained(source.folder("vae"), torch_dtype=vae_dtype))
 
     return {
         "text_encoder": clip,
@@ -537,9 +540,13 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
             ),
         ]
 
-    scheduler_config = source.folder("scheduler") / "scheduler_config.json"
-    if not scheduler_config.is_file():
-        raise InvalidInputError(f"{source.root}: missing scheduler/scheduler_config.json")
+    # Fail on missing tokenizer sources now, not after minutes of model export.
+    require_file(source.folder("tokenizer") / "vocab.json", "CLIP BPE vocabulary")
+    require_file(source.folder("tokenizer") / "merges.txt", "CLIP BPE merges")
+    require_file(source.folder("tokenizer_2") / "spiece.model", "T5 sentencepiece model")
+    scheduler_config = require_file(
+        source.folder("scheduler") / "scheduler_config.json", "scheduler config"
+    )
     return ExportPlan(
         family="flux",
         contracts=contracts(constants, profile),

@@ -93,19 +93,19 @@ def _extra_ids(folder: Path) -> int:
     return T5_DEFAULT_EXTRA_IDS
 
 
-def _require(path: Path, what: str) -> Path:
+def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise InvalidInputError(
-            f"{path.parent}: missing {path.name} ({what}); the exporter converts the source "
-            "vocabulary files that hub checkpoints carry"
+            f"{path.parent}: missing {path.name} ({what}); the exporter needs the source files "
+            "that hub checkpoints carry"
         )
     return path
 
 
 def convert_clip(src_folder: Path, out_dir: Path, name: str, encoder: str) -> TokenizerEntry:
     """CLIP BPE: ``vocab.json`` + ``merges.txt`` -> ``<name>/tokenizer.json``."""
-    vocab_json = _require(src_folder / "vocab.json", "CLIP BPE vocabulary")
-    merges_txt = _require(src_folder / "merges.txt", "CLIP BPE merges")
+    vocab_json = require_file(src_folder / "vocab.json", "CLIP BPE vocabulary")
+    merges_txt = require_file(src_folder / "merges.txt", "CLIP BPE merges")
     out = out_dir / name / "tokenizer.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     _converter("convert_clip_vocab")(str(vocab_json), str(merges_txt), str(out))
@@ -136,7 +136,7 @@ def convert_t5(
     """T5 unigram: ``spiece.model`` -> ``<name>/tokenizer.json``."""
     import sentencepiece as spm
 
-    spiece = _require(src_folder / "spiece.model", "T5 sentencepiece model")
+    spiece = require_file(src_folder / "spiece.model", "T5 sentencepiece model")
     out = out_dir / name / "tokenizer.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     extra_ids = _extra_ids(src_folder)
