@@ -139,6 +139,8 @@ def test_bad_call_arguments(clip_json):
         tok(["ok", 3])  # type: ignore[list-item]
     with pytest.raises(InvalidInputError, match="padding"):
         tok(["ok"], padding="sideways")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match=r"texts\[2\].*surrogates"):
+        tok(["ok", "fine", "lone \ud800 surrogate"])
 
 
 def test_load_errors(clip_json, t5_json, tmp_path):

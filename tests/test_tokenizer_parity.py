@@ -27,6 +27,8 @@ import npc_rt
 import numpy as np
 import pytest
 from fixtures.tokenizer_assets import clip_vocab_files, train_t5_spiece
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from npc_rt import Tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -159,6 +161,17 @@ def hf_t5(t5_dir, tmp_path_factory):
         return transformers.T5TokenizerFast.from_pretrained(folder)
 
 
+@pytest.fixture(scope="module")
+def ours_clip(clip_dir) -> dict[str, Tokenizer]:
+    path = clip_dir / "tokenizer.json"
+    return {preset: Tokenizer.from_preset(preset, path) for preset in ("clip-l", "openclip-bigg")}
+
+
+@pytest.fixture(scope="module")
+def ours_t5_256(t5_dir) -> Tokenizer:
+    return Tokenizer.from_preset("t5-256", t5_dir / "tokenizer.json")
+
+
 def _reference(hf, texts, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     out = hf(list(texts), return_tensors="np", **kwargs)
     return out["input_ids"].astype(np.int64), out["attention_mask"].astype(np.int64)
@@ -253,3 +266,34 @@ def test_converted_vocab_sizes_match_transformers(clip_dir, t5_dir, hf_clip, hf_
         hf_clip["clip-l"]
     )
     assert Tokenizer.from_preset("t5", t5_dir / "tokenizer.json").vocab_size == len(hf_t5)
+
+
+# Random text: any Unicode scalar value (surrogates cannot be UTF-8), plus a small alphabet dense
+# in the characters the pipelines treat specially (whitespace kinds, apostrophes, digits, CJK).
+_ODD = " \t\n\r\u00a0\u3000\u200b!?.,'’sStT1²۳aAéE\u0301Σσİ猫🐱👍🏽<>|/"
+RANDOM_TEXTS = st.lists(
+    st.one_of(
+        st.text(st.characters(exclude_categories=("Cs",)), max_size=120),
+        st.text(st.sampled_from(_ODD), max_size=120),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=RANDOM_TEXTS)
+def test_clip_matches_transformers_on_random_text(texts, ours_clip, hf_clip):
+    for preset, tok in ours_clip.items():
+        ref = _reference(
+            hf_clip[preset], texts, padding="max_length", max_length=77, truncation=True
+        )
+        _assert_same(tok(texts), *ref, texts)
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=RANDOM_TEXTS)
+def test_t5_matches_transformers_on_random_text(texts, ours_t5_256, hf_t5):
+    tok = ours_t5_256
+    ref = _reference(hf_t5, texts, padding="max_length", max_length=256, truncation=True)
+    _assert_same(tok(texts), *ref, texts)

@@ -68,6 +68,16 @@ def _texts(texts: Sequence[str]) -> list[str]:
     return out
 
 
+def _first_unencodable(texts: list[str]) -> int:
+    """Index of the first text that is not valid Unicode (lone surrogates cannot become UTF-8)."""
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return i
+    return -1
+
+
 class Tokenizer:
     """A ``tokenizer.json`` with its batch layout; calling it encodes a batch.
 
@@ -164,9 +174,13 @@ class Tokenizer:
 
         ``add_special_tokens`` and ``padding`` override the tokenizer's own for this call.
         """
-        ids, mask = self._native.encode_batch(
-            _texts(texts), add_special_tokens=add_special_tokens, padding=padding
-        )
+        items = _texts(texts)
+        try:
+            ids, mask = self._native.encode_batch(
+                items, add_special_tokens=add_special_tokens, padding=padding
+            )
+        except UnicodeEncodeError as e:
+            raise InvalidInputError(f"texts[{_first_unencodable(items)}]: {e}") from e
         return TokenBatch(input_ids=ids, attention_mask=mask)
 
     __call__ = encode_batch
