@@ -147,16 +147,27 @@ def test_count_color_and_exclude_checks_name_what_failed() -> None:
         obj("cat", (60, 0, 70, 10), "gray", score=0.5),
     ]
     report = run_checks(spec, objects, (100, 100))
-    kinds = {c.kind: c for c in report.checks}
-    assert kinds["count"].passed  # at least two dogs
-    assert not kinds["color"].passed
-    assert kinds["color"].message == "dog should be red, detected brown"
-    assert kinds["color"].observed == "brown dog"
-    assert not kinds["exclude"].passed
-    assert kinds["exclude"].message == "at most two dogs wanted, found 3"
-    assert kinds["exclude"].observed == "three dogs"
-    assert report.score == pytest.approx(1 / 3)
+    # Include 2 + exclude 3 of the same class is one "exactly two" check, not two checks.
+    assert [(c.kind, c.passed, c.message, c.observed) for c in report.checks] == [
+        ("count", False, "expected exactly two dogs, found 3", "three dogs"),
+        ("color", False, "dog should be red, detected brown", "brown dog"),
+    ]
+    assert report.score == 0.0
     assert report.unrequested == ("cat",)
+    exact = run_checks(
+        spec, [obj("dog", (0, 0, 9, 9), "red"), obj("dog", (20, 0, 29, 9), "red")], (50, 50)
+    )
+    assert exact.all_passed and len(exact.checks) == 2
+    # Without the include (or with a colour), the exclude stays a check of its own.
+    spec = PromptSpec(
+        "no red cars", include=(ObjectSpec("cat"),), exclude=(ExcludeSpec("car", 2, "red"),)
+    )
+    cars = [obj("car", (0, 0, 9, 9), "red"), obj("car", (20, 0, 29, 9), "red")]
+    report = run_checks(spec, [obj("cat", (40, 0, 49, 9)), *cars], (50, 50))
+    assert [(c.kind, c.message, c.observed) for c in report.failed] == [
+        ("exclude", "at most one red car wanted, found 2", "two red cars")
+    ]
+    assert report.score == 0.5
 
 
 def test_missing_object_fails_its_dependent_checks() -> None:
@@ -358,10 +369,10 @@ def test_verifier_accepts_and_rejects_with_named_reasons() -> None:
     bad = verifier.verify(image, "a photo of two green dogs")
     assert bad.correct == INCORRECT
     assert bad.reason == (
-        "failed 2 of 3 checks: expected at least two dogs, found 1; dog should be green, "
+        "failed 2 of 2 checks: expected exactly two dogs, found 1; dog should be green, "
         "detected red; also detected, not requested: cat"
     )
-    assert bad.score == pytest.approx(1 / 3)
+    assert bad.score == 0.0
     assert bad.details["expectations_source"] == "prompt"
     assert [d["color"] for d in bad.details["detections"]] == ["red", "blue"]
     json.dumps(bad.details)  # records must be able to store it

@@ -96,8 +96,9 @@ def test_wrong_colour_count_and_position_give_what_was_seen(judges, photos) -> N
             "horse should be white, detected black",
             "black horse",
         ),
-        ("chelsea", "a photo of three cats", "expected at least three cats, found 1", "one cat"),
-        ("two_cats", "a photo of three cats", "expected at least three cats, found 2", "two cats"),
+        ("chelsea", "a photo of three cats", "expected exactly three cats, found 1", "one cat"),
+        ("two_cats", "a photo of three cats", "expected exactly three cats, found 2", "two cats"),
+        ("two_cats", "a photo of one cat", "expected exactly one cat, found 2", "two cats"),
         (
             "cat_left_cup_right",
             "a cat right of a cup",

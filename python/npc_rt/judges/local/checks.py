@@ -1,8 +1,10 @@
 """GenEval-style checks of a prompt spec against detected objects: pure functions, no model.
 
 For each ``include`` entry the checks are, in order: presence / count (at least ``count`` objects
-of the class), colour (at least ``count`` of them read as ``color``), relative position, region and
-relative size; for each ``exclude`` entry: fewer than ``count`` objects of the class (of its colour,
+of the class; exactly ``count`` when an ``exclude`` entry of the same class forbids ``count`` + 1,
+GenEval's way of writing an exact count, which is then one check rather than two), colour (at
+least ``count`` of them read as ``color``), relative position, region and relative size; for each
+other ``exclude`` entry: fewer than ``count`` objects of the class (of its colour,
 if given). An entry's objects are its class's detections, those of the asked colour first, then by
 score, cut to ``count`` (GenEval compares the first ``count`` it finds).
 
@@ -92,10 +94,11 @@ def run_checks(
 ) -> CheckReport:
     """Every check of ``spec`` against ``objects`` in an image of ``(height, width)``."""
     groups = [select_group(entry, objects) for entry in spec.include]
+    exact = exact_counts(spec)
     checks: list[CheckResult] = []
     for index, entry in enumerate(spec.include):
         group = groups[index]
-        checks.append(check_count(entry, objects))
+        checks.append(check_count(entry, objects, exact=index in exact.values()))
         if entry.color is not None:
             checks.append(check_color(entry, objects))
         if entry.position is not None:
@@ -109,7 +112,9 @@ def run_checks(
             checks.append(check_region(entry, group, entry.region, image_size, config))
         if entry.size is not None:
             checks.append(check_size(entry, index, groups, spec.include, entry.size, config))
-    for ex in spec.exclude:
+    for ex_index, ex in enumerate(spec.exclude):
+        if ex_index in exact:  # folded into its include entry's count check
+            continue
         found = [
             obj
             for obj in objects
@@ -139,17 +144,47 @@ def select_group(
     return tuple(same[: entry.count])
 
 
-def check_count(entry: ObjectSpec, objects: Sequence[ObservedObject]) -> CheckResult:
+def exact_counts(spec: PromptSpec) -> dict[int, int]:
+    """``{exclude index: include index}`` for exact counts: an include of n and an exclude of
+    n + 1 of the same class, neither with a colour (GenEval's way of writing "exactly n")."""
+    pairs: dict[int, int] = {}
+    for ex_index, ex in enumerate(spec.exclude):
+        for index, entry in enumerate(spec.include):
+            if (
+                entry.name == ex.name
+                and ex.color is None
+                and ex.count == entry.count + 1
+                and sum(e.name == entry.name for e in spec.include) == 1
+                and index not in pairs.values()
+            ):
+                pairs[ex_index] = index
+                break
+    return pairs
+
+
+def check_count(
+    entry: ObjectSpec, objects: Sequence[ObservedObject], *, exact: bool = False
+) -> CheckResult:
+    """At least ``entry.count`` objects of the class; exactly that many when ``exact``."""
     found = sum(obj.name == entry.name for obj in objects)
-    kind = "presence" if entry.count == 1 else "count"
-    if found >= entry.count:
+    kind = "presence" if entry.count == 1 and not exact else "count"
+    if found == entry.count or (found > entry.count and not exact):
         return CheckResult(kind, entry.name, True, f"found {found} {entry.name}")
+    if found > entry.count:
+        return CheckResult(
+            kind,
+            entry.name,
+            False,
+            f"expected exactly {count_phrase(entry.count, entry.name)}, found {found}",
+            count_phrase(found, entry.name),
+        )
     if found == 0:
         message = f"missing {entry.name}" + (
             f" (expected {entry.count})" if entry.count > 1 else ""
         )
     else:
-        message = f"expected at least {count_phrase(entry.count, entry.name)}, found {found}"
+        quantity = "exactly" if exact else "at least"
+        message = f"expected {quantity} {count_phrase(entry.count, entry.name)}, found {found}"
     observed = count_phrase(found, entry.name) if found else None
     return CheckResult(kind, entry.name, False, message, observed)
 
