@@ -9,6 +9,7 @@ from npc_rt.schedule import (
     FlowMatchConfig,
     calculate_shift,
     euler_step,
+    euler_step_into,
     flux_schedule,
 )
 
@@ -129,3 +130,15 @@ def test_bad_step_count_is_refused(steps) -> None:
 def test_nan_schedule_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="non-finite"):
         flux_schedule(FlowMatchConfig.from_dict(CONFIGS["terminal"]), 1, 64)
+
+
+def test_euler_step_into_is_bitwise_euler_step() -> None:
+    rng = np.random.default_rng(5)
+    sample = rng.standard_normal((3, 16, 64)).astype(np.float32)
+    velocity = rng.standard_normal((3, 16, 64)).astype(np.float32)
+    dt = np.float32(-0.0731)
+    expected = euler_step(sample, velocity, dt)
+    buffer, scratch = sample.copy(), np.empty_like(sample)
+    out = euler_step_into(buffer, velocity, dt, scratch)
+    assert out is buffer
+    np.testing.assert_array_equal(out, expected)

@@ -29,7 +29,7 @@ from npc_rt.families import flux
 from npc_rt.generator import GeneratedImage, GenerationParams
 from npc_rt.guidance import GuidanceLayout
 from npc_rt.images import to_uint8
-from npc_rt.schedule import FlowMatchConfig, euler_step, flux_schedule
+from npc_rt.schedule import FlowMatchConfig, euler_step_into, flux_schedule
 
 DEFAULT_TRUE_CFG = 1.8
 DEFAULT_NEGATIVE_STEPS = 3
@@ -334,14 +334,19 @@ class Pipeline:
         h, w = self._config.latent_size(params.height, params.width)
         latents = np.repeat(self.initial_noise(seed, params.height, params.width), k, axis=0)
         schedule = flux_schedule(self._scheduler, params.steps, latents.shape[1])
+        scratch = np.empty_like(latents)
         place = self._backend.place
         img_ids = place(flux.image_ids(h // 2, w // 2))
         txt_ids = place(flux.text_ids(cond.sequence.shape[0]))
         uses_negatives = bool(layout.negative_candidates) and params.negative_steps > 0
-        # the text rows per phase are constant across steps: build (and upload) them once
-        phases = {False: self._text_rows([cond] * k, params.guidance)}
+        # the text rows per phase are constant across steps: build (and upload) them once; the
+        # cond-only phase's rows are the first K of the negative phase's (no second copy)
+        rows_all = self._text_rows(
+            [cond] * k + (list(negs) if uses_negatives else []), params.guidance
+        )
+        phases = {False: {name: place(a[:k]) for name, a in rows_all.items()}}
         if uses_negatives:
-            phases[True] = self._text_rows([cond] * k + list(negs), params.guidance)
+            phases[True] = {name: place(a) for name, a in rows_all.items()}
         for i in range(params.steps):
             with_negs = uses_negatives and i < params.negative_steps
             rows = layout.row_candidates(with_negs)
@@ -355,17 +360,18 @@ class Pipeline:
             }
             out = self._backend.run(flux.TRANSFORMER, inputs)[self._transformer_output]
             pred = layout.combine(out, params.true_cfg, with_negs)
-            latents = euler_step(latents, pred, schedule.step_delta(i))
+            latents = euler_step_into(latents, pred, schedule.step_delta(i), scratch)
         return latents
 
-    def _text_rows(self, embeddings: Sequence[TextEmbedding], guidance: float) -> dict[str, object]:
-        place = self._backend.place
+    def _text_rows(
+        self, embeddings: Sequence[TextEmbedding], guidance: float
+    ) -> dict[str, np.ndarray]:
         rows = {
-            "encoder_hidden_states": place(np.stack([e.sequence for e in embeddings])),
-            "pooled_projections": place(np.stack([e.pooled for e in embeddings])),
+            "encoder_hidden_states": np.stack([e.sequence for e in embeddings]),
+            "pooled_projections": np.stack([e.pooled for e in embeddings]),
         }
         if self._config.guidance_embeds:
-            rows["guidance"] = place(flux.guidance_input(guidance, len(embeddings)))
+            rows["guidance"] = flux.guidance_input(guidance, len(embeddings))
         return rows
 
     def decode(self, packed: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -472,6 +478,8 @@ def load_engine(
     backend = OrtBackend(engine, providers)
     pipeline = Pipeline(engine, backend, text_cache_size=text_cache_size)
     backend.load()
+    # tokenizers too: a bad tokenizer file fails here, and the first prompt pays no load time
+    pipeline.clip_tokenizer, pipeline.t5_tokenizer  # noqa: B018
     return pipeline
 
 
