@@ -527,4 +527,25 @@ mod tests {
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Whatever the text: BOS first, one run of real tokens ending in EOS, then padding.
+        #[test]
+        fn rows_are_framed_and_padded(texts in proptest::collection::vec(".{0,40}", 1..12)) {
+            let tok = clip(options(8, Padding::MaxLength, true));
+            let batch = tok.encode_batch(&texts, None, None).unwrap();
+            proptest::prop_assert_eq!(batch.seq_len, 8);
+            for (ids, mask) in batch.input_ids.chunks(8).zip(batch.attention_mask.chunks(8)) {
+                let real = mask.iter().take_while(|&&m| m == 1).count();
+                proptest::prop_assert!(real >= 2);
+                proptest::prop_assert!(mask[real..].iter().all(|&m| m == 0));
+                proptest::prop_assert_eq!(ids[0], BOS);
+                proptest::prop_assert_eq!(ids[real - 1], EOS);
+                proptest::prop_assert!(ids[real..].iter().all(|&id| id == 8));
+                proptest::prop_assert!(ids.iter().all(|&id| (0..9).contains(&id)));
+            }
+        }
+    }
 }
