@@ -262,6 +262,16 @@ def test_prompt_parser_agrees_with_geneval_metadata_on_every_prompt() -> None:
     assert mismatched == []
 
 
+@pytest.mark.skipif(not GENEVAL_METADATA.is_file(), reason="GenEval metadata not found")
+def test_expectations_from_every_geneval_line_match_its_fields() -> None:
+    rows = [json.loads(line) for line in GENEVAL_METADATA.read_text().splitlines() if line]
+    for row in rows:
+        expected = expectations_for(row["prompt"], row)
+        assert expected.source == "metadata"
+        assert expected.spec.to_mapping() == row
+        assert expected.unsupported == ()  # GenEval's classes are the detector's
+
+
 def test_metadata_expectations_are_the_metadata() -> None:
     row = {
         "tag": "position",
