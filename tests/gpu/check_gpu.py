@@ -1,0 +1,104 @@
+"""GPU parity and timing of the shipped demo engine: TensorRT (fp32, fp16) and ORT-CUDA against
+ORT-CPU, per component at the profile's opt shapes, and one transformer step at batch 1, 2, 2K.
+
+Run through tests/gpu/run.sh. Prints one line per check and writes a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from npc_rt.backends.ort import OrtBackend
+from npc_rt.demo import demo_engine_dir
+from npc_rt.engine import open_engine
+
+# fp32 TensorRT may use TF32 tensor cores (10-bit mantissa) on the transformer's matmuls.
+TOLERANCE = {"fp32": 1e-2, "fp16": 5e-2, "ort-cuda": 1e-3}
+
+
+def opt_inputs(engine, component: str, batch: int | None = None) -> dict[str, np.ndarray]:
+    raw = engine.manifest["components"][component]
+    spec = engine.component(component)
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for tensor in spec.inputs:
+        shape = list(raw["profiles"]["opt"][tensor.name])
+        if batch is not None and tensor.shape and tensor.shape[0] == "batch":
+            shape[0] = batch
+        if tensor.dtype == "int64":
+            feeds[tensor.name] = rng.integers(0, 100, size=shape).astype(np.int64)
+        else:
+            feeds[tensor.name] = rng.standard_normal(shape).astype(tensor.dtype)
+    return feeds
+
+
+def median_ms(fn, repeats: int = 20) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    from npc_rt.backends.trt import TrtBackend
+    from npc_rt_export.trt_build import build_trt_engines
+
+    work = Path(tempfile.mkdtemp(prefix="npc-gpu-"))
+    root = Path(shutil.copytree(demo_engine_dir(), work / "engine"))
+    engine = open_engine(root)
+    summary: dict = {"build_s": {}, "max_abs_err": {}, "step_ms": {}}
+    for precision in ("fp32", "fp16"):
+        start = time.perf_counter()
+        build_trt_engines(root, precision=precision, log=print)
+        summary["build_s"][precision] = round(time.perf_counter() - start, 2)
+        start = time.perf_counter()
+        again = build_trt_engines(root, precision=precision)
+        assert not any(o.built for o in again), "second build was not a cache hit"
+        summary["build_s"][f"{precision}_cached"] = round(time.perf_counter() - start, 3)
+
+    cpu = OrtBackend(engine, ["CPUExecutionProvider"])
+    backends = {
+        "ort-cuda": OrtBackend(engine, ["CUDAExecutionProvider", "CPUExecutionProvider"]),
+        "fp32": TrtBackend(engine, precision="fp32"),
+        "fp16": TrtBackend(engine, precision="fp16"),
+    }
+    failures = []
+    for component in engine.components:
+        feeds = opt_inputs(engine, component)
+        want = cpu.run(component, feeds)
+        for label, backend in backends.items():
+            got = backend.run(component, feeds)
+            err = max(float(np.max(np.abs(got[k] - want[k]))) for k in want)
+            summary["max_abs_err"][f"{component}/{label}"] = err
+            ok = err <= TOLERANCE[label]
+            failures += [] if ok else [f"{component}/{label}"]
+            print(f"{component:16s} {label:9s} max abs err {err:.2e} {'ok' if ok else 'FAIL'}")
+
+    max_batch = engine.component("transformer").dims["batch"].max
+    for batch in (1, 2, max_batch):
+        feeds = opt_inputs(engine, "transformer", batch)
+        for label, backend in {"ort-cpu": cpu, **backends}.items():
+            ms = median_ms(lambda b=backend, f=feeds: b.run("transformer", f))
+            summary["step_ms"][f"b{batch}/{label}"] = round(ms, 3)
+            print(f"transformer step batch {batch:2d} {label:9s} {ms:8.3f} ms")
+    summary["failures"] = failures
+    args.out.write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# GPU checks, run by hand on a machine with an NVIDIA GPU (CI has none; the pytest suite skips
+# these paths with the reason). Needs onnxruntime-gpu, tensorrt and cuda-python in the venv.
+# Builds TensorRT plans for the shipped demo engine, compares TensorRT and ORT-CUDA outputs with
+# ORT-CPU per component, and times one denoising step. Budget: well under 8 minutes on one H200.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+[[ -x $PY ]] || PY=python3
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+timeout 450 "$PY" tests/gpu/check_gpu.py --out "$OUT/gpu_check.json"
+timeout 120 "$PY" -m pytest -q -m gpu tests/test_trt_plans.py | tee "$OUT/pytest_gpu.txt"
