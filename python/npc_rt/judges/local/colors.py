@@ -1,16 +1,17 @@
-"""The colour of a detected object, from the pixels of its box, as one of GenEval's colour names.
+"""The colour of a detected object, from the pixels of its box, as one of GenEval's colour names
+(plus gray).
 
 There is no segmentation mask, so the box's central part stands for the object: the inner
 ``CORE`` fraction of its width and height (the corners of a box are mostly background). Each pixel
 there is named by fixed HSV rules, and the object's colour is the most frequent name. The rules
-(ours, tuned on the canonical RGB values of each name):
+(ours, tuned on the canonical RGB values of each name), the first that applies winning:
 
-* achromatic first: value < 0.22 is black; saturation < 0.2 is white (value >= 0.75), black
-  (value < 0.3) or gray (between);
-* then by hue (degrees): red below 15 or from 340, orange 15-40, yellow 40-70, green 70-165,
-  blue 165-255, purple 255-310, pink 310-340;
-* with two refinements: a red/orange/yellow hue below 45 degrees from 10 degrees that is dark (value < 0.65) is
-  brown; a pale red or purple (saturation < 0.5, value >= 0.7) is pink.
+* value < 0.22 is black;
+* saturation < 0.2 is white (value >= 0.75), black (value < 0.3) or gray (between);
+* a hue from 10 to 45 degrees that is dark (value < 0.65) is brown;
+* a pale (saturation < 0.5, value >= 0.7) hue below 15 or from 255 degrees is pink;
+* otherwise by hue: red below 15 or from 340, orange 15-40, yellow 40-70, green 70-165,
+  blue 165-255, purple 255-310, pink 310-340.
 """
 
 from __future__ import annotations

