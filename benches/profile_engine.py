@@ -82,6 +82,7 @@ class ProfileSettings:
     repeats: int = 5
     cold_runs: int = 2
     providers: tuple[str, ...] | None = None
+    intra_op_threads: int | None = None
     judge_latency_s: float = 0.05
     source: Path | None = None
     skip: frozenset[str] = frozenset()
@@ -109,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cold-runs", type=int, default=2, help="fresh-process engine loads")
     parser.add_argument("--providers", nargs="+", help="ONNX Runtime providers (cpu, cuda, ...)")
+    parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        help="ONNX Runtime intra-op threads per session (default: ONNX Runtime's choice)",
+    )
     parser.add_argument("--judge-latency", type=float, default=0.05, help="fake judge seconds")
     parser.add_argument("--source", type=Path, help="diffusers pipeline folder of the same weights")
     parser.add_argument("--skip", nargs="+", choices=SECTIONS, default=[], help="sections to skip")
@@ -129,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         repeats=args.repeats,
         cold_runs=args.cold_runs,
         providers=tuple(args.providers) if args.providers else None,
+        intra_op_threads=args.intra_op_threads,
         judge_latency_s=args.judge_latency,
         source=args.source,
         skip=frozenset(args.skip),
@@ -156,13 +163,11 @@ def parse_resolution(text: str) -> tuple[int, int]:
 
 
 def profile(settings: ProfileSettings, log: Any = print) -> dict[str, Any]:
-    from npc_rt.pipeline import load_engine
-
     _check_settings(settings)
     memory = _MemoryWatch()
     log(f"loading {settings.engine_dir}")
     start = time.perf_counter()
-    pipe = load_engine(settings.engine_dir, providers=settings.providers)
+    pipe = open_pipeline(settings.engine_dir, settings.providers, settings.intra_op_threads)
     load_s = time.perf_counter() - start
     resolutions = settings.resolutions or default_resolutions(pipe)
     for height, width in resolutions:
@@ -182,6 +187,7 @@ def profile(settings: ProfileSettings, log: Any = print) -> dict[str, Any]:
             "repeats": settings.repeats,
             "cold_runs": settings.cold_runs,
             "judge_latency_s": settings.judge_latency_s,
+            "intra_op_threads": settings.intra_op_threads,
             "prompt": PROMPT,
         },
         "load_in_process_s": load_s,
@@ -210,12 +216,33 @@ def profile(settings: ProfileSettings, log: Any = print) -> dict[str, Any]:
     return report
 
 
+def open_pipeline(
+    engine_dir: Path | str, providers: Sequence[str] | None, intra_op_threads: int | None
+) -> Any:
+    """``npc_rt.load_engine``, or the same pipeline over a backend with a set thread count."""
+    from npc_rt.pipeline import load_engine
+
+    if intra_op_threads is None:
+        return load_engine(engine_dir, providers=providers)
+    from npc_rt.backends.ort import OrtBackend
+    from npc_rt.engine import open_engine
+    from npc_rt.pipeline import Pipeline
+
+    engine = open_engine(engine_dir)
+    backend = OrtBackend(engine, providers, intra_op_threads=intra_op_threads)
+    pipeline = Pipeline(engine, backend)
+    backend.load()
+    return pipeline
+
+
 def _check_settings(settings: ProfileSettings) -> None:
     from npc_rt.errors import InvalidInputError
 
     for name in ("k", "repeats", "cold_runs"):
         if getattr(settings, name) < 1:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be at least 1")
+    if settings.intra_op_threads is not None and settings.intra_op_threads < 1:
+        raise InvalidInputError("--intra-op-threads must be at least 1")
     if settings.warmup < 0:
         raise InvalidInputError("--warmup must be non-negative")
     if settings.steps is not None and settings.steps < 1:
@@ -262,11 +289,19 @@ _COLD_SCRIPT = textwrap.dedent(
     import json, resource, sys, time
     t0 = time.perf_counter()
     import npc_rt
-    from npc_rt.pipeline import load_engine
+    from npc_rt.pipeline import load_engine, Pipeline
+    from npc_rt.backends.ort import OrtBackend
+    from npc_rt.engine import open_engine
     from dataclasses import replace
     t1 = time.perf_counter()
-    providers = json.loads(sys.argv[2])
-    pipe = load_engine(sys.argv[1], providers=providers)
+    providers, threads = json.loads(sys.argv[2]), json.loads(sys.argv[6])
+    if threads is None:
+        pipe = load_engine(sys.argv[1], providers=providers)
+    else:  # as open_pipeline() in benches/profile_engine.py
+        engine = open_engine(sys.argv[1])
+        backend = OrtBackend(engine, providers, intra_op_threads=threads)
+        pipe = Pipeline(engine, backend)
+        backend.load()
     t2 = time.perf_counter()
     h, w, steps = (int(v) for v in sys.argv[3:6])
     base = pipe.default_params
@@ -294,11 +329,12 @@ def cold_start(
                 sys.executable,
                 "-c",
                 _COLD_SCRIPT,
-                str(settings.engine_dir),
+                str(Path(settings.engine_dir).resolve()),
                 json.dumps(list(settings.providers) if settings.providers else None),
                 str(resolution[0]),
                 str(resolution[1]),
                 str(steps),
+                json.dumps(settings.intra_op_threads),
             ],
             capture_output=True,
             text=True,
