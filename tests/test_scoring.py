@@ -388,3 +388,69 @@ def test_rank_candidates_errors():
 
     with pytest.raises(ShapeError, match="encoder returned shape"):
         rank_candidates("two cats", ["dog"], BadEncoder(tok))
+
+
+# -- rank_candidates with the real npc_rt.Tokenizer ----------------------------------------------
+
+
+def _word_level_tokenizer_json(path, words):
+    """A word-level tokenizer.json with BOS/EOS added around a single text, built with the
+    ``tokenizers`` package (test-only dependency)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    specials = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
+    vocab = {w: i for i, w in enumerate([*specials, *sorted(set(words))])}
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.post_processor = tokenizers.processors.TemplateProcessing(
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)]
+    )
+    tok.add_special_tokens(specials)
+    tok.save(str(path))
+    return path
+
+
+def test_rank_candidates_with_real_tokenizer_padding_changes_nothing(tmp_path):
+    from npc_rt.tokenizer import Tokenizer
+
+    prompt = "a photo of three bananas next to a cup on the table"
+    candidates = [
+        "yellow bananas",
+        "a small red cup on a long wooden kitchen table",
+        "two cups",
+        "cartoon",
+    ]
+    words = " ".join([prompt, *candidates, "one two three four 1 2 3 4 banana cup cups"]).split()
+    path = _word_level_tokenizer_json(tmp_path / "tokenizer.json", words)
+    tok = Tokenizer.from_file(path, padding="longest", truncation=False)
+    enc = TableEncoder(tok, dim=48, vocab=tok.vocab_size, dtype=np.float16, seed=5)
+    ranking = rank_candidates(prompt, candidates, enc)
+
+    assert len(enc.calls) == 1
+    terms = analyze_prompt(prompt)
+    assert terms.quantities == ("three", "3", "one", "1")
+    assert terms.objects == ("banana", "bananas", "cup", "cups")
+
+    def alone(text: str, special: bool) -> np.ndarray:
+        # Each text encoded by itself: no padding anywhere.
+        batch = tok.encode_batch([text], add_special_tokens=special, padding="longest")
+        ids = np.asarray(batch.input_ids)
+        assert np.asarray(batch.attention_mask).all()
+        return ref_mean_pool(enc.hidden(ids, np.ones_like(ids)), np.ones_like(ids))[0]
+
+    # The special tokens really differ between the two groups.
+    with_specials = tok.encode_batch(["two cups"], add_special_tokens=True, padding="longest")
+    without = tok.encode_batch(["two cups"], add_special_tokens=False, padding="longest")
+    assert with_specials.input_ids.shape[1] == without.input_ids.shape[1] + 2
+
+    expected = ref_scores(
+        alone(prompt, True),
+        np.stack([alone(c, True) for c in candidates]),
+        np.stack([alone(c, False) for c in candidates]),
+        np.stack([alone(q, False) for q in terms.quantities]),
+        np.stack([alone(o, False) for o in terms.objects]),
+    )
+    order = [candidates.index(rc.text) for rc in ranking.candidates]
+    assert order == expected[4].tolist()
+    got_scores = np.array([rc.score for rc in ranking.candidates])
+    # float16 hidden states, pooled to float32: 1e-4 covers the float32 rounding of the pooled rows.
+    np.testing.assert_allclose(got_scores, expected[3][order], rtol=1e-4, atol=1e-6)
