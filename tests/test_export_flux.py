@@ -456,3 +456,22 @@ def test_bf16_transformer_export_is_valid_onnx_with_float32_io(
         assert "NOT_IMPLEMENTED" in check.reason
     else:
         assert check.status == "ok" and check.max_abs_error <= 0.1 * max(1, check.max_abs_reference)
+
+
+def test_runtime_reader_accepts_the_engine(tiny_flux_engine_dir: Path) -> None:
+    """Writer/reader agreement: npc_rt.engine opens what the exporter wrote, hashes included."""
+    from npc_rt.engine import open_engine
+
+    engine = open_engine(tiny_flux_engine_dir, verify_hashes=True)
+    assert set(engine.components) == set(COMPONENTS)
+    assert engine.component("transformer").check_inputs(
+        {
+            "hidden_states": (2, 16, 64),
+            "encoder_hidden_states": (2, 32, 32),
+            "pooled_projections": (2, 32),
+            "timestep": (2,),
+            "img_ids": (16, 3),
+            "txt_ids": (32, 3),
+            "guidance": (2,),
+        }
+    ) == {"batch": 2, "image_seq": 16, "text_length": 32}
