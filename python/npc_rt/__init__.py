@@ -24,7 +24,25 @@ from npc_rt.judges.base import Caption, Judges, Proposal, Verdict
 from npc_rt.judges.factory import build_judges
 from npc_rt.loop import Attempt, CorrectionResult, correct
 from npc_rt.pipeline import Pipeline, load_engine
+from npc_rt.prompt import (
+    FALLBACK_NEGATIVES,
+    PromptTerms,
+    analyze_prompt,
+    analyze_prompts,
+    clean_candidates,
+    top_up,
+)
 from npc_rt.rng import TorchCpuGenerator, randn
+from npc_rt.scoring import (
+    BatchScoreResult,
+    RankedCandidate,
+    Ranking,
+    ScoreResult,
+    mean_pool,
+    rank_candidates,
+    salient_scores,
+    salient_scores_batch,
+)
 from npc_rt.tokenizer import (
     PRESETS,
     TokenBatch,
@@ -67,4 +85,18 @@ __all__ = [
     "Caption",
     "Proposal",
     "build_judges",
+    "PromptTerms",
+    "FALLBACK_NEGATIVES",
+    "analyze_prompt",
+    "analyze_prompts",
+    "clean_candidates",
+    "top_up",
+    "mean_pool",
+    "salient_scores",
+    "salient_scores_batch",
+    "rank_candidates",
+    "ScoreResult",
+    "BatchScoreResult",
+    "Ranking",
+    "RankedCandidate",
 ]
