@@ -119,3 +119,67 @@ def convert_sentencepiece(
     """Write the ``tokenizer.json`` of a sentencepiece unigram ``spiece.model`` (transformers'
     ``T5TokenizerFast`` pipeline, ``extra_ids`` ``<extra_id_N>`` sentinels). The protobuf is
     parsed in Rust; ``TokenizerError`` for a malformed or non-unigram model."""
+
+# -- prompt analysis (rust/npc-py/src/prompt.rs; typed wrappers in npc_rt/prompt.py) ------------
+
+FALLBACK_NEGATIVES: tuple[str, ...]
+"""Generic negatives that top a short candidate list up to K, in the method's order."""
+STOP_WORDS: tuple[str, ...]
+"""Words never taken as object words."""
+NEGATION_WORDS: tuple[str, ...]
+"""``no``, ``not``, ``without``: a candidate containing one is dropped."""
+MAX_PHRASE_WORDS: int
+"""Longest candidate kept, in words (6)."""
+MAX_COUNT: int
+"""Largest count recognised in a prompt, in words or digits (20)."""
+
+def analyze_prompt(prompt: str) -> tuple[list[str], list[str], bool]:
+    """``(quantities, objects, fallback)`` of one prompt (rules: ``rust/npc-core/src/prompt.rs``)."""
+
+def analyze_prompts(prompts: list[str]) -> list[tuple[list[str], list[str], bool]]:
+    """``analyze_prompt`` over many prompts, in parallel (GIL released from 64 prompts)."""
+
+def clean_candidates(phrases: list[str], k: int | None = None) -> list[str]:
+    """Lowercase, strip trailing ``, . ; : ! ?``, collapse whitespace, keep 1-6 words without a
+    negation word, drop duplicates, keep the first ``k`` (``None``: all). Idempotent."""
+
+def clean_candidates_batch(lists: list[list[str]], k: int | None = None) -> list[list[str]]:
+    """``clean_candidates`` over many lists, in parallel."""
+
+def top_up(candidates: list[str], k: int) -> list[str]:
+    """``candidates`` then ``FALLBACK_NEGATIVES`` not already present, distinct, at most ``k``."""
+
+# -- salient scoring (rust/npc-py/src/score.rs; typed wrappers in npc_rt/scoring.py) ------------
+
+def mean_pool_f32(
+    hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """Masked mean of ``hidden [B, L, D]`` over ``mask [B, L]`` (0/1) -> ``[B, D]``; f64 sums;
+    masked-out positions are never read. Errors: ShapeError, InvalidInputError (mask values,
+    a row selecting no token), NonFiniteError (NaN/inf at a selected position)."""
+
+def mean_pool_f16(
+    hidden: npt.NDArray[np.float16], mask: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """``mean_pool_f32`` for float16 hidden states (float32 result)."""
+
+def salient_scores_ragged(
+    prompt_embs: npt.NDArray[np.float32],
+    cand_embs: npt.NDArray[np.float32],
+    cand_phrases: npt.NDArray[np.float32],
+    cand_offsets: npt.NDArray[np.int64],
+    qty_phrases: npt.NDArray[np.float32],
+    qty_offsets: npt.NDArray[np.int64],
+    obj_phrases: npt.NDArray[np.float32],
+    obj_offsets: npt.NDArray[np.int64],
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+]:
+    """``(s_qty, s_obj, s_cand, score, order)`` per candidate for ``P`` prompts: prompt ``i`` owns
+    rows ``offsets[i]:offsets[i+1]`` of each group (non-empty). ``order`` holds each prompt's local
+    candidate indices, best first (stable). ``cos`` is 0 when either vector is zero. Errors name
+    the argument: ShapeError, InvalidInputError, NonFiniteError."""
