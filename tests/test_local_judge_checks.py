@@ -168,6 +168,10 @@ def test_count_color_and_exclude_checks_name_what_failed() -> None:
         ("exclude", "at most one red car wanted, found 2", "two red cars")
     ]
     assert report.score == 0.5
+    spec = PromptSpec("a cat", include=(ObjectSpec("cat"),), exclude=(ExcludeSpec("dog"),))
+    report = run_checks(spec, [obj("cat", (0, 0, 9, 9)), obj("dog", (20, 0, 29, 9))], (50, 50))
+    assert [(c.message, c.observed) for c in report.failed] == [("no dog wanted, found 1", "dog")]
+    assert report.unrequested == ()  # named by the spec, so not "unrequested"
 
 
 def test_missing_object_fails_its_dependent_checks() -> None:

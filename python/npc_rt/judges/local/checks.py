@@ -126,7 +126,10 @@ def run_checks(
         message = (
             f"no {subject}" if allowed == 0 else f"at most {count_phrase(allowed, subject)}"
         ) + f" wanted, found {len(found)}"
-        observed = None if passed else count_phrase(len(found), subject)
+        # An object that must not appear at all is named as it is; too many, by their count.
+        observed = (
+            None if passed else subject if ex.count == 1 else count_phrase(len(found), subject)
+        )
         checks.append(CheckResult("exclude", subject, passed, message, observed))
     named = {entry.name for entry in spec.include} | {ex.name for ex in spec.exclude}
     unrequested = tuple(dict.fromkeys(obj.name for obj in objects if obj.name not in named))

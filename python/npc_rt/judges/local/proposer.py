@@ -3,9 +3,10 @@
 Order (contradictions first, as the method asks):
 
 1. each failed check's observed phrase, from the verdict's ``details["checks"]``: a wrong count
-   gives the detected count ("three dogs"), too many of an excluded class the count found, a wrong
-   colour "<detected colour> <object>", a wrong relation "<a> <detected relation> <b>", a wrong
-   region "<object> in the <detected region>", a wrong size "small <object>" / "large <object>";
+   gives the detected count ("three dogs"), an excluded object present its name ("dog", or the
+   count found when some are allowed), a wrong colour "<detected colour> <object>", a wrong
+   relation "<a> <detected relation> <b>", a wrong region "<object> in the <detected region>", a
+   wrong size "small <object>" / "large <object>";
 2. each detected class the prompt does not ask for, by name ("cat"), highest confidence first,
    from the caption's ``details["objects"]`` (or the verdict's detections);
 3. optionally, the candidates of another proposer (e.g. a small LLM served on loopback through
