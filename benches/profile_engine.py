@@ -877,8 +877,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [
         "## Memory",
         "",
-        f"peak host RSS {mem['peak_rss_mb_without_diffusers']:.0f} MB for npc_rt "
-        f"({mem['peak_rss_mb']:.0f} MB once diffusers and torch were loaded){device}.",
+        f"peak host RSS {mem['peak_rss_mb_without_diffusers']:.0f} MB for npc_rt"
+        + (
+            f" ({mem['peak_rss_mb']:.0f} MB once diffusers and torch were loaded)"
+            if isinstance(diff, dict) and "skipped" not in diff
+            else ""
+        )
+        + f"{device}.",
         "",
     ]
     return "\n".join(lines)
