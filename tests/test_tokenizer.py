@@ -70,6 +70,16 @@ def test_batch_layout_and_contiguity(clip_json):
     assert batch.input_ids[2, 76] == EOS and batch.input_ids[2, 75] == 2368
 
 
+def test_preset_with_shorter_rows_keeps_its_rules(clip_json):
+    tok = Tokenizer.from_preset("openclip-bigg", clip_json, max_length=6)
+    assert (tok.max_length, tok.pad_id, tok.preset) == (6, 0, "openclip-bigg")
+    # "!" stays a special token (id 0) as in diffusers' SDXL tokenizer_2, and EOS stays last.
+    np.testing.assert_array_equal(tok(["a!"]).input_ids, [[BOS, 320, 0, EOS, 0, 0]])
+    np.testing.assert_array_equal(tok(["a b c d e f"]).input_ids[0, -1], EOS)
+    with pytest.raises(InvalidInputError, match="max_length"):
+        Tokenizer.from_preset("clip-l", clip_json, max_length=-1)
+
+
 def test_token_batch_is_frozen(clip_json):
     batch = Tokenizer.from_preset("clip-l", clip_json)(["x"])
     with pytest.raises(dataclasses.FrozenInstanceError):

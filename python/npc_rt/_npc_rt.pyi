@@ -60,10 +60,13 @@ class NativeTokenizer:
         """
 
     @staticmethod
-    def from_preset(name: str, path: str | os.PathLike[str]) -> NativeTokenizer:
+    def from_preset(
+        name: str, path: str | os.PathLike[str], *, max_length: int | None = None
+    ) -> NativeTokenizer:
         """Load with a preset's layout: ``clip-l`` (77, pad ``<|endoftext|>``), ``openclip-bigg``
-        (77, pad ``!``), ``t5`` (512, pad ``<pad>``), ``t5-256`` (256, pad ``<pad>``); all pad to
-        max length, truncate and add special tokens."""
+        (77, pad ``!``, which is also matched as a special token as diffusers' SDXL tokenizer_2
+        does), ``t5`` (512, pad ``<pad>``), ``t5-256`` (256, pad ``<pad>``); all pad to max
+        length, truncate and add special tokens. ``max_length`` overrides the row width only."""
 
     @staticmethod
     def preset_names() -> list[str]: ...

@@ -68,6 +68,12 @@ def _texts(texts: Sequence[str]) -> list[str]:
     return out
 
 
+def _check_non_negative(name: str, value: int | None) -> None:
+    # Rust would reject these too, but as OverflowError/TypeError rather than an npc_rt error.
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise InvalidInputError(f"{name} must be a non-negative int, not {value!r}")
+
+
 def _first_unencodable(texts: list[str]) -> int:
     """Index of the first text that is not valid Unicode (lone surrogates cannot become UTF-8)."""
     for i, text in enumerate(texts):
@@ -109,9 +115,8 @@ class Tokenizer:
         ``max_length`` minus their number. Without truncation, ``max_length`` padding widens to
         the longest row when a text is longer.
         """
-        for name, value in (("max_length", max_length), ("pad_id", pad_id)):
-            if value is not None and (isinstance(value, bool) or value < 0):
-                raise InvalidInputError(f"{name} must be a non-negative int, not {value!r}")
+        _check_non_negative("max_length", max_length)
+        _check_non_negative("pad_id", pad_id)
         native = _npc_rt.NativeTokenizer.from_file(
             Path(path),
             max_length=max_length,
@@ -123,9 +128,20 @@ class Tokenizer:
         return cls(native)
 
     @classmethod
-    def from_preset(cls, name: PresetName | str, path: str | os.PathLike[str]) -> Tokenizer:
-        """Load ``path`` with the layout of preset ``name`` (see ``PRESETS``)."""
-        return cls(_npc_rt.NativeTokenizer.from_preset(name, Path(path)))
+    def from_preset(
+        cls,
+        name: PresetName | str,
+        path: str | os.PathLike[str],
+        *,
+        max_length: int | None = None,
+    ) -> Tokenizer:
+        """Load ``path`` with the layout of preset ``name`` (see ``PRESETS``).
+
+        ``max_length`` overrides the preset's row width and keeps its other rules (pad token,
+        truncation, special tokens; for ``openclip-bigg``, ``!`` matched as a special token).
+        """
+        _check_non_negative("max_length", max_length)
+        return cls(_npc_rt.NativeTokenizer.from_preset(name, Path(path), max_length=max_length))
 
     @property
     def max_length(self) -> int | None:

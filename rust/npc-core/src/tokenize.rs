@@ -256,7 +256,8 @@ impl TextTokenizer {
     }
 
     /// Load `tokenizer.json` with a preset's layout (max_length padding, truncation, specials).
-    pub fn from_preset(preset: Preset, path: &Path) -> Result<Self> {
+    /// `max_length` overrides the preset's row width (small test engines use shorter T5 rows).
+    pub fn from_preset(preset: Preset, path: &Path, max_length: Option<usize>) -> Result<Self> {
         let mut inner = load(path)?;
         for token in preset.required_tokens() {
             if inner.token_to_id(token).is_none() {
@@ -279,7 +280,7 @@ impl TextTokenizer {
             inner.add_special_tokens(&[AddedToken::from(preset.pad_token(), true)]);
         }
         let options = EncodeOptions {
-            max_length: Some(preset.max_length()),
+            max_length: Some(max_length.unwrap_or(preset.max_length())),
             pad_id,
             padding: Padding::MaxLength,
             truncation: true,
@@ -501,8 +502,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tokenizer.json");
         toy_clip().save(&path, false).unwrap();
-        let l = TextTokenizer::from_preset(Preset::ClipL, &path).unwrap();
-        let g = TextTokenizer::from_preset("openclip-bigg".parse().unwrap(), &path).unwrap();
+        let l = TextTokenizer::from_preset(Preset::ClipL, &path, None).unwrap();
+        let g = TextTokenizer::from_preset("openclip-bigg".parse().unwrap(), &path, None).unwrap();
         assert_eq!((l.options().pad_id, g.options().pad_id), (8, 0));
         let rows = g.encode_batch(&["a"], None, None).unwrap();
         assert_eq!(&rows.input_ids[..4], [BOS, 4, EOS, 0]);
@@ -512,12 +513,19 @@ mod tests {
         assert_eq!(&split.input_ids[..5], [BOS, 4, 0, 5, EOS]);
         let plain = l.encode_batch(&["a!b"], None, None).unwrap();
         assert_ne!(&plain.input_ids[..5], [BOS, 4, 0, 5, EOS]);
+        let short = TextTokenizer::from_preset(Preset::OpenClipBigG, &path, Some(5)).unwrap();
+        let rows = short.encode_batch(&["a!b c a"], None, None).unwrap();
+        assert_eq!(rows.input_ids, [BOS, 4, 0, 5, EOS]);
         assert!(matches!(
-            TextTokenizer::from_preset(Preset::T5, &path),
+            TextTokenizer::from_preset(Preset::ClipL, &path, Some(1)),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(matches!(
+            TextTokenizer::from_preset(Preset::T5, &path, None),
             Err(Error::Tokenizer(_))
         ));
         assert!(matches!(
-            TextTokenizer::from_preset(Preset::ClipL, &dir.join("missing.json")),
+            TextTokenizer::from_preset(Preset::ClipL, &dir.join("missing.json"), None),
             Err(Error::Io(_))
         ));
         std::fs::write(&path, "{not json").unwrap();

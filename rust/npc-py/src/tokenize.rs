@@ -53,10 +53,16 @@ impl PyTokenizer {
     }
 
     #[staticmethod]
-    fn from_preset(py: Python<'_>, name: &str, path: PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (name, path, *, max_length=None))]
+    fn from_preset(
+        py: Python<'_>,
+        name: &str,
+        path: PathBuf,
+        max_length: Option<usize>,
+    ) -> PyResult<Self> {
         let preset = name.parse::<Preset>().map_err(PyNpcError)?;
         let inner = py
-            .detach(|| TextTokenizer::from_preset(preset, &path))
+            .detach(|| TextTokenizer::from_preset(preset, &path, max_length))
             .map_err(PyNpcError)?;
         Ok(PyTokenizer { inner })
     }
