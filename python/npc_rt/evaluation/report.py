@@ -150,13 +150,16 @@ def fixed_grid(
     from PIL import Image, ImageDraw
 
     caption_h = 36
+    header_h = 18
     pad = 6
     width = 2 * thumb + 3 * pad
     row_h = thumb + caption_h + pad
-    canvas = Image.new("RGB", (width, pad + row_h * len(records)), (255, 255, 255))
+    canvas = Image.new("RGB", (width, header_h + pad + row_h * len(records)), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
+    draw.text((pad, 4), "original", fill=(0, 0, 0))
+    draw.text((2 * pad + thumb, 4), "with NPC", fill=(0, 0, 0))
     for row, record in enumerate(records):
-        top = pad + row * row_h
+        top = header_h + pad + row * row_h
         for col, key in enumerate(("original", "npc")):
             path = Path(eval_dir) / record[key]["image"]
             with Image.open(path) as img:
