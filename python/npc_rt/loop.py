@@ -114,6 +114,12 @@ def correct(
 ) -> CorrectionResult:
     """Run NPC on one prompt and seed. See the module docstring for the outcomes.
 
+    ``params``: ``GenerationParams``, or a mapping of overrides of ``engine.default_params``
+    (overriding ``steps`` alone resets ``negative_steps`` to the family default, capped at the new
+    step count). ``batch_size``: M for batched mode (default ``engine.max_candidates_per_batch``).
+    ``progress``: called with one line per stage. ``metadata``: passed to the verifier (e.g. a
+    GenEval ``include`` checklist).
+
     ``speculative_caption``: ask the captioner while the verifier judges the original (default:
     on in batched mode, off in sequential mode, the reference). Results are the same either way;
     it saves one judge round trip of latency at the cost of an unused caption when the original
@@ -599,7 +605,12 @@ def _resolve_params(
         unknown = sorted(set(params) - known)
         if unknown:
             raise InvalidInputError(f"unknown generation parameter(s): {', '.join(unknown)}")
-        return dataclasses.replace(engine.default_params, **params)
+        overrides = dict(params)
+        if "steps" in overrides and "negative_steps" not in overrides:
+            # the engine's default cutoff was chosen for its default step count: let the family
+            # default (capped at the new step count) apply instead
+            overrides["negative_steps"] = None
+        return dataclasses.replace(engine.default_params, **overrides)
     raise InvalidInputError(
         f"params must be GenerationParams or a mapping, got {type(params).__name__}"
     )

@@ -70,6 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     loop.add_argument(
         "--batch-size", type=int, default=None, help="M for batched mode (default: engine's max)"
     )
+    loop.add_argument(
+        "--speculative-caption",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="caption while the verifier judges the original (default: on in batched mode)",
+    )
     loop.add_argument("--steps", type=int, help="sampling steps (default: the engine's)")
     loop.add_argument("--height", type=int)
     loop.add_argument("--width", type=int)
@@ -111,6 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         params=params or None,
         metadata=_metadata(args.metadata),
         progress=None if args.quiet else progress,
+        speculative_caption=args.speculative_caption,
     )
     summary = summarize(result)
     if args.json:
