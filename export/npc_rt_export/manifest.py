@@ -31,6 +31,10 @@ def exporter_versions(opset: int) -> dict:
             versions[package.replace("-", "_")] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package.replace("-", "_")] = None
+    if versions["npc_rt_export"] is None:  # imported from a checkout without pip install
+        from npc_rt_export import __version__
+
+        versions["npc_rt_export"] = __version__
     versions["opset"] = opset
     versions["exporter"] = "torch.onnx.export(dynamo=True)"
     return versions
