@@ -402,7 +402,8 @@ class _Run:
         if self.out_dir is None:
             return
         atomic_write_json(self.out_dir / RUN_JSON, self._record(final))
-        if self.original is not None and (final or self.attempts or self.status != "running"):
+        # The sheet is a summary: drawn once at the end (also after a failure), not per stage.
+        if final and self.original is not None:
             self._write_sheet()
 
     def _write_sheet(self) -> None:
