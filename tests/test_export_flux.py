@@ -507,3 +507,55 @@ def _tiny_options():
     from npc_rt_export import ExportOptions
 
     return ExportOptions(**TINY_FLUX_EXPORT)
+
+
+def test_schnell_style_transformer_without_guidance_input(
+    tiny_flux_pipeline_dir: Path, tmp_path: Path
+) -> None:
+    """FLUX-schnell has no guidance embedding: its contract and graph have no guidance input."""
+    from diffusers import FluxTransformer2DModel
+    from npc_rt_export import flux
+    from npc_rt_export.onnx_export import export_onnx
+    from npc_rt_export.source import open_source
+
+    constants = replace(
+        flux.read_constants(open_source(tiny_flux_pipeline_dir)), guidance_embeds=False
+    )
+    contract = flux.contracts(constants, flux.resolve_profile(constants, _tiny_options()))[
+        "transformer"
+    ]
+    assert "guidance" not in contract.input_names
+    torch.manual_seed(3)
+    model = FluxTransformer2DModel(
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=False,
+        axes_dims_rope=(4, 6, 6),
+    ).eval()
+    wrapper = flux.FluxNoisePrediction(model, guidance_embeds=False)
+    gen = torch.Generator().manual_seed(0)
+    example = flux.sample_inputs(contract, constants, contract.trace_sizes, gen)
+    exported = export_onnx(
+        wrapper, contract, example, tmp_path, opset=18, external_data_threshold=10**9
+    )
+    sample = flux.sample_inputs(contract, constants, contract.check_sizes, gen)
+    with torch.no_grad():
+        reference = model(
+            hidden_states=sample[0],
+            encoder_hidden_states=sample[1],
+            pooled_projections=sample[2],
+            timestep=sample[3],
+            img_ids=sample[4],
+            txt_ids=sample[5],
+            return_dict=False,
+        )[0].numpy()
+    session = _session(tmp_path / exported.onnx.path)
+    assert [i.name for i in session.get_inputs()] == list(contract.input_names)
+    feed = {name: x.numpy() for name, x in zip(contract.input_names, sample, strict=True)}
+    (actual,) = session.run(None, feed)
+    _assert_close(actual, reference)
