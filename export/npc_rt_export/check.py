@@ -82,7 +82,10 @@ def check_component(
     tol = TOLERANCE[precision]
     shapes = {spec.name: list(x.shape) for spec, x in zip(contract.inputs, inputs, strict=True)}
     with torch.no_grad():
-        reference = module(*inputs).detach().float().numpy()
+        produced = module(*inputs)
+    # a module with several outputs (SDXL/SD3 CLIP: hidden states and pooled) returns a tuple
+    produced = produced if isinstance(produced, (tuple, list)) else (produced,)
+    references = [t.detach().float().numpy() for t in produced]
     feed = {spec.name: x.numpy() for spec, x in zip(contract.inputs, inputs, strict=True)}
     try:
         options = ort.SessionOptions()
@@ -90,7 +93,7 @@ def check_component(
         session = ort.InferenceSession(
             str(onnx_path), options, providers=providers or ["CPUExecutionProvider"]
         )
-        (actual,) = session.run([contract.output_names[0]], feed)
+        actuals = session.run(list(contract.output_names), feed)
     except Exception as exc:  # ORT raises its own exception types per failure kind
         if precision == "fp32" or "NOT_IMPLEMENTED" not in str(exc):
             raise EngineError(
@@ -106,12 +109,17 @@ def check_component(
             time.perf_counter() - start,
             reason=f"ONNX Runtime cannot run {precision} here: {str(exc).splitlines()[0][:300]}",
         )
-    if actual.shape != reference.shape:
-        raise EngineError(
-            f"{contract.name}: ONNX output shape {list(actual.shape)} != torch {list(reference.shape)}"
-        )
-    ref_scale = float(np.abs(reference).max()) if reference.size else 0.0
-    error = float(np.abs(actual.astype(np.float64) - reference.astype(np.float64)).max())
+    error, ref_scale = 0.0, 0.0
+    for name, actual, reference in zip(contract.output_names, actuals, references, strict=True):
+        if actual.shape != reference.shape:
+            raise EngineError(
+                f"{contract.name}: ONNX output {name} shape {list(actual.shape)} != torch "
+                f"{list(reference.shape)}"
+            )
+        if reference.size:
+            ref_scale = max(ref_scale, float(np.abs(reference).max()))
+            diff = np.abs(actual.astype(np.float64) - reference.astype(np.float64)).max()
+            error = max(error, float(diff)) if np.isfinite(diff) else float("nan")
     if not np.isfinite(error) or error > tol * max(1.0, ref_scale):
         raise EngineError(
             f"{contract.name}: ONNX Runtime output differs from torch by {error:.3g} "
