@@ -284,3 +284,10 @@ def test_factory_builds_openai_and_is_extensible(server, secret_env, monkeypatch
     monkeypatch.setattr(factory, "_BUILDERS", dict(factory._BUILDERS))  # undone after the test
     register_judge_kind("echo-test", lambda **o: judges)
     assert "echo-test" in judge_kinds() and build_judges("echo-test") is judges
+
+
+def test_non_completion_body_is_retried_then_unknown(server, secret_env):
+    server.set_default("vlm", status(200, "<html>gateway says hello</html>"))
+    out = OpenAIVerifier(_config(server, "vlm", retries=1)).verify(_image(), "x")
+    assert out.correct == -1 and len(server.requests_for("vlm")) == 2
+    assert out.details["attempts"][0]["outcome"] in ("malformed", "api_error")
