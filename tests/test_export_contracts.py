@@ -181,3 +181,26 @@ def test_exported_graph_carries_contract_names(toy_onnx: Path) -> None:
         for v in (*model.graph.input, *model.graph.output)
     }
     assert dims == {"x": ["batch", "length", 4], "bias": ["length", 4], "y": ["batch", "length", 3]}
+
+
+def test_single_size_dims_export_static(tmp_path: Path) -> None:
+    """min == max (e.g. --max-batch 1, equal min/max sizes) cannot be a torch.export Dim; such a
+    dimension is exported at its one size and the graph IO shows that size."""
+    import onnxruntime as ort
+
+    contract = _toy_contract(
+        dims={"batch": DimRange(1, 2, 8), "length": DimRange(5, 5, 5)},
+        check_sizes={"batch": 3, "length": 5},
+    )
+    shapes = torch_dynamic_shapes(contract)
+    assert set(shapes[0]) == {0} and shapes[1] == {}
+    example = (torch.randn(2, 5, 4), torch.randn(5, 4))
+    exported = export_onnx(
+        ToyLinear(0), contract, example, tmp_path, opset=18, external_data_threshold=10**9
+    )
+    session = ort.InferenceSession(str(tmp_path / exported.onnx.path))
+    assert [i.shape for i in session.get_inputs()] == [["batch", 5, 4], [5, 4]]
+    assert session.get_outputs()[0].shape == ["batch", 5, 3]
+    inputs = (torch.randn(3, 5, 4), torch.randn(5, 4))
+    result = check_component(ToyLinear(0), contract, tmp_path / exported.onnx.path, inputs, "fp32")
+    assert result.status == "ok"

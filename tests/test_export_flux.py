@@ -559,3 +559,31 @@ def test_schnell_style_transformer_without_guidance_input(
     feed = {name: x.numpy() for name, x in zip(contract.input_names, sample, strict=True)}
     (actual,) = session.run(None, feed)
     _assert_close(actual, reference)
+
+
+def test_flux_contracts_with_single_size_ranges_export(
+    tiny_flux_pipeline_dir: Path, tmp_path: Path
+) -> None:
+    """--max-batch 1 and min == opt == max resolution: every VAE dim is a single size."""
+    from npc_rt_export import ExportOptions, flux
+    from npc_rt_export.onnx_export import export_onnx
+    from npc_rt_export.source import open_source
+
+    source = open_source(tiny_flux_pipeline_dir)
+    constants = flux.read_constants(source)
+    options = ExportOptions(max_batch=1, min_size=(48, 64), opt_size=(48, 64), max_size=(48, 64))
+    contracts = flux.contracts(constants, flux.resolve_profile(constants, options))
+    assert contracts["transformer"].dims["image_seq"].max == 12
+    vae = contracts["vae_decoder"]
+    assert all(r.min == r.max for r in vae.dims.values())
+    module = flux.loaders(source, constants, "fp32")["vae_decoder"]()
+    gen = torch.Generator().manual_seed(0)
+    example = flux.sample_inputs(vae, constants, vae.trace_sizes, gen)
+    exported = export_onnx(module, vae, example, tmp_path, opset=18, external_data_threshold=10**9)
+    session = _session(tmp_path / exported.onnx.path)
+    assert session.get_inputs()[0].shape == [1, 16, 6, 8]
+    assert session.get_outputs()[0].shape == [1, 3, 48, 64]
+    with torch.no_grad():
+        reference = module(*example).numpy()
+    (actual,) = session.run(None, {"latents": example[0].numpy()})
+    _assert_close(actual, reference)

@@ -262,6 +262,12 @@ def _check_size(profile: FluxProfile, multiple: int) -> Size:
     return candidate if candidate != profile.opt_size else hi
 
 
+def _traceable(value: int, rng: DimRange) -> int:
+    """``value``, unless it is 1 in a range that allows more: torch.export specializes a dynamic
+    dimension traced at size 1 (and then refuses it as dynamic)."""
+    return 2 if value == 1 and rng.max > 1 else value
+
+
 def _other(value: int, rng: DimRange, *preferred: int) -> int:
     """A size in ``rng`` different from ``value`` when the range allows (first preferred fit)."""
     for p in (*preferred, rng.min, rng.max):
@@ -338,7 +344,7 @@ def contracts(constants: FluxConstants, profile: FluxProfile) -> dict[str, Compo
         dims={"batch": batch_t, "image_seq": image_seq, "text_length": text},
         trace_sizes={
             "batch": trace_batch,
-            "image_seq": _seq(profile.opt_size, patch_px),
+            "image_seq": _traceable(_seq(profile.opt_size, patch_px), image_seq),
             "text_length": trace_text,
         },
         check_sizes={

@@ -29,13 +29,23 @@ class ExportedFile:
 
 
 def torch_dynamic_shapes(contract: ComponentContract) -> tuple[dict[int, torch.export.Dim], ...]:
-    """The contract's dynamic axes as ``torch.export`` wants them: one dict per positional input."""
+    """The contract's dynamic axes as ``torch.export`` wants them: one dict per positional input.
+
+    A dimension whose range is a single size (``min == max``, e.g. ``--max-batch 1`` or equal
+    min/max resolutions) is left static: ``torch.export.Dim`` refuses such a range, and a fixed
+    size is what it means anyway.
+    """
     dims = {
         name: torch.export.Dim(name, min=rng.min, max=rng.max)
         for name, rng in contract.dims.items()
+        if rng.min < rng.max
     }
     return tuple(
-        {axis: dims[size] for axis, size in enumerate(spec.shape) if isinstance(size, str)}
+        {
+            axis: dims[size]
+            for axis, size in enumerate(spec.shape)
+            if isinstance(size, str) and size in dims
+        }
         for spec in contract.inputs
     )
 
@@ -104,4 +114,19 @@ def _name_symbolic_dims(program: torch.onnx.ONNXProgram, contract: ComponentCont
                     f"{contract.name}: {spec.name} has rank {len(value.shape)} in the graph, "
                     f"{len(spec.shape)} in the contract"
                 )
-            value.shape = ir.Shape(list(spec.shape))
+            value.shape = ir.Shape(_graph_dims(spec.shape, contract))
+
+
+def _graph_dims(shape: tuple, contract: ComponentContract) -> list[int | str]:
+    """Axis labels for the graph: dimension names, or the size of a single-size dimension (the
+    traced graph is static there). Scaled output dims (``8*h``) resolve the same way."""
+    fixed = {name: rng.min for name, rng in contract.dims.items() if rng.min == rng.max}
+    out: list[int | str] = []
+    for axis in shape:
+        if isinstance(axis, str):
+            factor, _, base = axis.rpartition("*")
+            if base in fixed:
+                out.append(fixed[base] * (int(factor) if factor else 1))
+                continue
+        out.append(axis)
+    return out
