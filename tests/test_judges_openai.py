@@ -290,4 +290,4 @@ def test_non_completion_body_is_retried_then_unknown(server, secret_env):
     server.set_default("vlm", status(200, "<html>gateway says hello</html>"))
     out = OpenAIVerifier(_config(server, "vlm", retries=1)).verify(_image(), "x")
     assert out.correct == -1 and len(server.requests_for("vlm")) == 2
-    assert out.details["attempts"][0]["outcome"] in ("malformed", "api_error")
+    assert out.details["attempts"][0]["outcome"] in ("malformed", "bad_response")

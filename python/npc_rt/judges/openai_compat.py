@@ -185,8 +185,9 @@ class ChatClient:
             except openai.APIStatusError as exc:
                 outcome, error = f"http_{exc.status_code}", _status_error(exc)
                 retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
-            except openai.OpenAIError as exc:  # e.g. a 200 whose body is not a completion
-                outcome, error = "api_error", f"{type(exc).__name__}: {exc}"[:300]
+            except (openai.OpenAIError, ValueError, OSError) as exc:
+                # e.g. a 200 whose body is not JSON (the client's decoder raises ValueError)
+                outcome, error = "bad_response", f"{type(exc).__name__}: {exc}"[:300]
             else:
                 attempts.append(_attempt(attempt, "ok", None, time.perf_counter() - t0, 0.0))
                 return ChatOutcome(
