@@ -401,7 +401,8 @@ def _read_api_key(env_name: str | None) -> str | None:
     value = os.environ.get(env_name)
     if not value:
         raise InvalidInputError(
-            f"environment variable {env_name} (the judge API key) is not set or empty"
+            f"environment variable {env_name} (the judge API key) is not set or empty; "
+            "for a server that takes no key, pass api_key_env='' (CLI: --api-key-env '')"
         )
     return value
 
