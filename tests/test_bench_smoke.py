@@ -141,3 +141,14 @@ def test_benches_entry_point_lists_and_rejects_unknown_commands() -> None:
         [sys.executable, "-m", "npc_rt", "bench", "list"], cwd=REPO, capture_output=True, text=True
     )
     assert via_cli.returncode == 0 and via_cli.stdout == listed.stdout
+
+
+def test_npc_rt_bench_outside_a_checkout_says_where_the_benches_are(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import npc_rt.cli.bench as bench_cli
+    from npc_rt.cli import main as cli_main
+
+    monkeypatch.setattr(bench_cli, "find_checkout", lambda: None)
+    assert cli_main(["bench", "list"]) == 1
+    assert "source checkout" in capsys.readouterr().err
