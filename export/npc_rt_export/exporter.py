@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from npc_rt.errors import InvalidInputError
 
-from npc_rt_export import flux
+from npc_rt_export import flux, sdxl
 from npc_rt_export.check import ComponentCheck, check_component, validate_onnx
 from npc_rt_export.hashing import sha256_file
 from npc_rt_export.manifest import (
@@ -33,7 +33,10 @@ from npc_rt_export.options import ExportOptions
 from npc_rt_export.plan import ExportPlan
 from npc_rt_export.source import PipelineSource, hash_weights, open_source
 
-PLANNERS: dict[str, Callable[[PipelineSource, ExportOptions], ExportPlan]] = {"flux": flux.plan}
+PLANNERS: dict[str, Callable[[PipelineSource, ExportOptions], ExportPlan]] = {
+    "flux": flux.plan,
+    "sdxl": sdxl.plan,
+}
 """Family -> function building its export plan (SDXL and SD3 add theirs here)."""
 
 CHECK_SEED = 1234
@@ -90,7 +93,12 @@ def export_pipeline(
         if options.check:
             sample = plan.sample_inputs(contract, contract.check_sizes, _generator(CHECK_SEED))
             result = check_component(
-                module, contract, out / exported.onnx.path, sample, options.precision
+                module,
+                contract,
+                out / exported.onnx.path,
+                sample,
+                options.precision,
+                tolerance=options.check_tolerance,
             )
             checks[name] = result
             seconds[f"check_{name}"] = result.seconds

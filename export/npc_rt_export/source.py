@@ -10,7 +10,7 @@ from npc_rt.errors import InvalidInputError
 
 from npc_rt_export.hashing import FileDigest, combined_sha256, digest_file
 
-FAMILY_BY_PIPELINE_CLASS = {"FluxPipeline": "flux"}
+FAMILY_BY_PIPELINE_CLASS = {"FluxPipeline": "flux", "StableDiffusionXLPipeline": "sdxl"}
 """Pipeline classes this exporter knows, by ``model_index.json`` ``_class_name``."""
 
 

@@ -23,7 +23,7 @@ from npc_rt.errors import EngineError, ManifestVersionError, ShapeError
 ENGINE_FORMAT = "npc-rt-engine"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-KNOWN_FAMILIES = ("flux",)
+KNOWN_FAMILIES = ("flux", "sdxl", "sd3")
 _SCALED_DIM = re.compile(r"^\d+\*")
 
 
