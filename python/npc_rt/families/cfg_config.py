@@ -1,0 +1,101 @@
+"""The manifest constants SDXL and SD3 share (the real-CFG families), and their text embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from npc_rt.engine import Engine
+from npc_rt.errors import EngineError, ShapeError
+from npc_rt.pipeline import TextEmbedding
+
+
+@dataclass(frozen=True)
+class CfgConfig:
+    """The manifest's ``pipeline`` section for SDXL / SD3, checked."""
+
+    vae_scaling_factor: float
+    vae_shift_factor: float
+    vae_scale_factor: int
+    resolution_multiple: int
+    latent_channels: int
+    default_steps: int
+    default_guidance_scale: float
+    default_height: int
+    default_width: int
+    max_batch: int
+    min_size: tuple[int, int]
+    opt_size: tuple[int, int]
+    max_size: tuple[int, int]
+    pipeline: Mapping[str, Any]
+
+    @classmethod
+    def from_engine(
+        cls,
+        engine: Engine,
+        family: str,
+        kinds: Mapping[str, str],
+        tokenizers: tuple[str, ...],
+    ) -> CfgConfig:
+        if engine.family != family:
+            raise EngineError(f"engine {engine.root} is family {engine.family!r}, not {family!r}")
+        for name, kind in kinds.items():
+            comp = engine.component(name)
+            if comp.kind != kind:
+                raise EngineError(f"engine component {name} is a {comp.kind!r}, expected {kind!r}")
+        for name in tokenizers:
+            engine.tokenizer(name)
+        p = engine.pipeline
+        try:
+            res = p["resolution"]
+            return cls(
+                vae_scaling_factor=float(p["vae_scaling_factor"]),
+                vae_shift_factor=float(p["vae_shift_factor"]),
+                vae_scale_factor=int(p["vae_scale_factor"]),
+                resolution_multiple=int(p["resolution_multiple"]),
+                latent_channels=int(p["latent_channels"]),
+                default_steps=int(p["default_steps"]),
+                default_guidance_scale=float(p["default_guidance_scale"]),
+                default_height=int(p["default_height"]),
+                default_width=int(p["default_width"]),
+                max_batch=int(p["max_batch"]),
+                min_size=(int(res["min"][0]), int(res["min"][1])),
+                opt_size=(int(res["opt"][0]), int(res["opt"][1])),
+                max_size=(int(res["max"][0]), int(res["max"][1])),
+                pipeline=p,
+            )
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise EngineError(
+                f"manifest pipeline section is incomplete or malformed: {exc!r}"
+            ) from exc
+
+    def pipeline_int(self, key: str) -> int:
+        try:
+            return int(self.pipeline[key])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EngineError(f"manifest pipeline lacks an integer {key!r}") from exc
+
+    def check_size(self, height: int, width: int) -> None:
+        """``ShapeError`` unless the size is a multiple of the resolution unit and in range."""
+        m = self.resolution_multiple
+        for axis, value, lo, hi in (
+            ("height", height, self.min_size[0], self.max_size[0]),
+            ("width", width, self.min_size[1], self.max_size[1]),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ShapeError(f"{axis} must be an integer, got {value!r}")
+            if value % m:
+                raise ShapeError(f"{axis} {value} is not a multiple of {m}")
+            if not lo <= value <= hi:
+                raise ShapeError(
+                    f"{axis} {value} is outside the engine's exported range [{lo}, {hi}]"
+                )
+
+    def noise_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """``(1, latent_channels, H / vae_scale_factor, W / vae_scale_factor)``: prepare_latents."""
+        f = self.vae_scale_factor
+        return (1, self.latent_channels, int(height) // f, int(width) // f)
+
+
+__all__ = ["CfgConfig", "TextEmbedding"]

@@ -1,0 +1,396 @@
+"""Real classifier-free guidance sampling (SDXL, SD3) over an engine directory, batched over
+candidates.
+
+Each step runs the backbone on ``[uncond_0 .. uncond_{K-1}, cond_0 .. cond_{K-1}]`` (diffusers'
+order) and combines ``uncond + s * (cond - uncond)`` with ``s`` = ``params.guidance`` (diffusers'
+``guidance_scale``; ``params.true_cfg`` is FLUX's and unused here). NPC's negative takes the empty
+prompt's place in candidate k's uncond row while ``step < negative_steps``; the empty prompt's
+embedding (SDXL base: zeros, ``force_zeros_for_empty_prompt``) is used after. The default
+``negative_steps`` is every step, which is diffusers with ``negative_prompt``. Every candidate starts
+from the seed's noise, so K candidates in one call equal K separate calls. ``guidance <= 1`` turns
+CFG off as diffusers does (cond rows only; negatives then have no effect).
+
+What differs per family (text encoders, schedule, backbone inputs, VAE preamble) is a
+``CfgFamily`` (``npc_rt.families.sdxl.SdxlFamily``, ``npc_rt.families.sd3.Sd3Family``). Text
+tokenization, the text LRU cache and tokenizer loading are the FLUX pipeline's helpers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from npc_rt.backends.base import Backend
+from npc_rt.engine import Engine
+from npc_rt.errors import EngineError, InvalidInputError, NonFiniteError, ShapeError
+from npc_rt.families import flux
+from npc_rt.families.cfg_config import CfgConfig, TextEmbedding
+from npc_rt.generator import GeneratedImage, GenerationParams
+from npc_rt.images import to_uint8
+from npc_rt.pipeline import Pipeline as _FluxPipeline
+from npc_rt.pipeline import Randn, Samples, _default_randn, _encode_tokens, _LruCache
+
+EMPTY_PROMPT = ""
+
+
+class CfgFamily(Protocol):
+    """A real-CFG family's part of the loop; see ``families/sdxl.py`` for the reference one."""
+
+    family: str
+    backbone: str
+    vae_decoder: str
+    scoring_component: str
+    scoring_tokenizer: str
+    scoring_output: str
+
+    @property
+    def config(self) -> CfgConfig: ...
+
+    def encode(self, texts: Sequence[str], ids: Callable, run: Callable) -> list[TextEmbedding]: ...
+
+    def empty_embedding(self, encode_empty: Callable[[], TextEmbedding]) -> TextEmbedding: ...
+
+    def schedule(self, steps: int, height: int, width: int) -> Any: ...
+
+    def initial_latents(self, noise: np.ndarray, schedule: Any) -> np.ndarray: ...
+
+    def text_rows(
+        self, embeddings: Sequence[TextEmbedding], height: int, width: int
+    ) -> dict[str, np.ndarray]: ...
+
+    def backbone_inputs(
+        self, latents: np.ndarray, schedule: Any, step: int, text: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]: ...
+
+    def step(
+        self, latents: np.ndarray, pred: np.ndarray, schedule: Any, step: int
+    ) -> np.ndarray: ...
+
+    def vae_input(self, latents: np.ndarray) -> np.ndarray: ...
+
+
+def cfg_combine(uncond: np.ndarray, cond: np.ndarray, scale: float) -> np.ndarray:
+    """``uncond + scale * (cond - uncond)`` in diffusers' operation order (float32)."""
+    if uncond.shape != cond.shape:
+        raise ShapeError(f"uncond {uncond.shape} and cond {cond.shape} predictions differ")
+    return uncond + np.float32(scale) * (cond - uncond)
+
+
+class CfgScoringEncoder:
+    """The family's scoring text encoder (``generator.ScoringEncoder``): SDXL's OpenCLIP-bigG
+    hidden states (CLIP is causal, so the mask only matters to the pooling), SD3's T5."""
+
+    def __init__(self, pipeline: CfgPipeline) -> None:
+        self._pipeline = pipeline
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._pipeline.tokenizer(self._pipeline.family_impl.scoring_tokenizer)
+
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        ids, mask = np.asarray(input_ids), np.asarray(attention_mask)
+        if ids.ndim != 2 or ids.shape != mask.shape:
+            raise ShapeError(
+                f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal [N, L]"
+            )
+        fam = self._pipeline.family_impl
+        spec = self._pipeline.engine.component(fam.scoring_component)
+        inputs = {"input_ids": ids.astype(np.int64)}
+        if "attention_mask" in spec.input_names:
+            inputs["attention_mask"] = mask.astype(np.int64)
+        return self._pipeline.run(fam.scoring_component, inputs)[fam.scoring_output]
+
+
+class CfgPipeline:
+    """SDXL / SD3 over an engine directory and a backend (``generator.ImageGenerator``)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        backend: Backend,
+        family: CfgFamily,
+        *,
+        randn: Randn | None = None,
+        text_cache_size: int = 64,
+    ) -> None:
+        self._engine = engine
+        self._backend = backend
+        self._family = family
+        self._config = family.config
+        self._randn = randn
+        self._cache = _LruCache(text_cache_size)
+        self._tokenizers: dict[str, Any] = {}
+        self._empty: TextEmbedding | None = None
+
+    # -- ImageGenerator ---------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        return self._family.family
+
+    @property
+    def family_impl(self) -> CfgFamily:
+        return self._family
+
+    @property
+    def manifest_hash(self) -> str:
+        return self._engine.manifest_hash
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def config(self) -> CfgConfig:
+        return self._config
+
+    @property
+    def text_cache(self) -> _LruCache:
+        return self._cache
+
+    @property
+    def default_params(self) -> GenerationParams:
+        c = self._config
+        height, width = c.default_height, c.default_width
+        if not (
+            c.min_size[0] <= height <= c.max_size[0] and c.min_size[1] <= width <= c.max_size[1]
+        ):
+            height, width = c.opt_size
+        return GenerationParams(
+            steps=c.default_steps,
+            height=height,
+            width=width,
+            guidance=c.default_guidance_scale,
+            true_cfg=1.0,
+            negative_steps=None,
+        )
+
+    @property
+    def max_candidates_per_batch(self) -> int:
+        return max(1, self._batch_max(self._family.backbone) // 2)
+
+    def scoring_encoder(self) -> CfgScoringEncoder:
+        return CfgScoringEncoder(self)
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        seed: int,
+        negatives: Sequence[str | None] = (None,),
+        params: GenerationParams | None = None,
+    ) -> list[GeneratedImage]:
+        params = self.resolve_params(params)
+        samples = self.sample(prompt, seed=seed, negatives=negatives, params=params)
+        pixels = to_uint8(samples.images)
+        return [
+            GeneratedImage(
+                pixels=pixels[k],
+                prompt=prompt,
+                negative=negatives[k],
+                seed=seed,
+                params=params,
+                timings=dict(samples.timings),
+            )
+            for k in range(len(negatives))
+        ]
+
+    # -- sampling ---------------------------------------------------------------------------
+    def resolve_params(self, params: GenerationParams | None) -> GenerationParams:
+        """Fill ``negative_steps`` (default: every step) and check every value."""
+        params = params or self.default_params
+        steps = params.steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise InvalidInputError(f"steps must be a positive integer, got {steps!r}")
+        n = steps if params.negative_steps is None else params.negative_steps
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InvalidInputError(f"negative_steps must be a non-negative integer, got {n!r}")
+        if n > steps:
+            raise InvalidInputError(f"negative_steps {n} is larger than steps {steps}")
+        for name in ("guidance", "true_cfg"):
+            value = getattr(params, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise NonFiniteError(f"{name} must be a finite number, got {value!r}")
+        self._config.check_size(params.height, params.width)
+        return replace(params, negative_steps=n)
+
+    def sample(
+        self,
+        prompt: str,
+        *,
+        seed: int,
+        negatives: Sequence[str | None] = (None,),
+        params: GenerationParams | None = None,
+    ) -> Samples:
+        """Float images ``[K, H, W, 3]`` for ``prompt`` and each negative; checks come first."""
+        flux.check_prompt(prompt)
+        if isinstance(negatives, str) or len(negatives) == 0:
+            raise InvalidInputError("negatives must be a non-empty sequence of str or None")
+        for neg in negatives:
+            if neg is not None and (not isinstance(neg, str) or not neg.strip()):
+                raise InvalidInputError(
+                    f"a negative must be None or a non-empty string, got {neg!r}"
+                )
+        params = self.resolve_params(params)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidInputError(f"seed must be an integer, got {seed!r}")
+        negatives = list(negatives)
+        chunk = self.max_candidates_per_batch
+        if len(negatives) > chunk:
+            parts = [
+                self.sample(prompt, seed=seed, negatives=negatives[i : i + chunk], params=params)
+                for i in range(0, len(negatives), chunk)
+            ]
+            timings = {k: sum(p.timings[k] for p in parts) for k in parts[0].timings}
+            return Samples(np.concatenate([p.images for p in parts]), timings)
+
+        t0 = time.perf_counter()
+        texts = [prompt] + [n for n in negatives if n is not None]
+        embeddings = dict(zip(texts, self.encode_texts(texts), strict=True))
+        empty = self.empty_embedding()
+        t1 = time.perf_counter()
+        uncond_with = [empty if n is None else embeddings[n] for n in negatives]
+        latents = self.denoise(embeddings[prompt], uncond_with, empty, seed, params)
+        t2 = time.perf_counter()
+        images = self.decode(latents)
+        t3 = time.perf_counter()
+        return Samples(images, {"encode": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2})
+
+    def initial_noise(self, seed: int, height: int, width: int) -> np.ndarray:
+        """``[1, C, h, w]`` float32: the torch.randn draw of the pipeline's prepare_latents."""
+        randn = self._randn or _default_randn()
+        shape = self._config.noise_shape(height, width)
+        return np.asarray(randn(shape, seed, dtype="float32"), dtype=np.float32)
+
+    def denoise(
+        self,
+        cond: TextEmbedding,
+        uncond_with_negatives: Sequence[TextEmbedding],
+        empty: TextEmbedding,
+        seed: int,
+        params: GenerationParams,
+    ) -> np.ndarray:
+        """Latents ``[K, C, h, w]`` after ``params.steps`` steps; candidate k's uncond row is
+        ``uncond_with_negatives[k]`` while ``step < negative_steps``, ``empty`` after."""
+        fam = self._family
+        k = len(uncond_with_negatives)
+        h, w = params.height, params.width
+        schedule = fam.schedule(params.steps, h, w)
+        noise = self.initial_noise(seed, h, w)
+        latents = np.repeat(fam.initial_latents(noise, schedule), k, axis=0)
+        do_cfg = params.guidance > 1
+        place = self._backend.place
+        if do_cfg:
+            late = fam.text_rows([empty] * k + [cond] * k, h, w)
+            early = fam.text_rows(list(uncond_with_negatives) + [cond] * k, h, w)
+        else:
+            late = early = fam.text_rows([cond] * k, h, w)
+        phases = {True: {n: place(a) for n, a in early.items()}}
+        phases[False] = phases[True] if early is late else {n: place(a) for n, a in late.items()}
+        output = self._engine.component(fam.backbone).output_names[0]
+        for i in range(params.steps):
+            text = phases[i < params.negative_steps]
+            rows = np.concatenate([latents, latents]) if do_cfg else latents
+            inputs = fam.backbone_inputs(rows, schedule, i, text)
+            out = self._backend.run(fam.backbone, inputs)[output]
+            pred = cfg_combine(out[:k], out[k:], params.guidance) if do_cfg else out
+            latents = fam.step(latents, pred, schedule, i)
+        return latents
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """Latents -> float images ``[K, H, W, 3]`` in [0, 1]."""
+        image = self.run(self._family.vae_decoder, {"latents": self._family.vae_input(latents)})
+        return flux.postprocess(image["image"])
+
+    # -- text -------------------------------------------------------------------------------
+    def encode_texts(self, texts: Sequence[str]) -> list[TextEmbedding]:
+        """One embedding per text; unseen texts are encoded together, seen ones are cached."""
+        found = {t: self._cache.get(t) for t in dict.fromkeys(texts)}
+        todo = [t for t, e in found.items() if e is None]
+        if todo:
+            for text, emb in zip(
+                todo, self._family.encode(todo, self.token_ids, self.run), strict=True
+            ):
+                self._cache.put(text, emb)
+                found[text] = emb
+        return [found[t] for t in texts]  # type: ignore[misc]
+
+    def empty_embedding(self) -> TextEmbedding:
+        if self._empty is None:
+            self._empty = self._family.empty_embedding(
+                lambda: self._family.encode([EMPTY_PROMPT], self.token_ids, self.run)[0]
+            )
+        return self._empty
+
+    def token_ids(self, tokenizer_name: str, texts: Sequence[str]) -> np.ndarray:
+        spec = self._engine.tokenizer(tokenizer_name)
+        if spec.pad_id is None:
+            raise EngineError(f"tokenizer {spec.name} has no pad_id in the manifest")
+        return _encode_tokens(self.tokenizer(tokenizer_name), texts, spec.max_length, spec.pad_id)
+
+    def tokenizer(self, name: str) -> Any:
+        if name not in self._tokenizers:
+            # the FLUX pipeline's loader uses nothing of its instance: preset rules, manifest width
+            self._tokenizers[name] = _FluxPipeline._load_tokenizer(
+                self, self._engine.tokenizer(name)
+            )  # type: ignore[arg-type]
+        return self._tokenizers[name]
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _batch_max(self, component: str) -> int:
+        dims = self._engine.component(component).dims
+        return dims["batch"].max if "batch" in dims else self._config.max_batch
+
+    def run(self, component: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run ``component`` over the rows of ``inputs`` in chunks its batch profile accepts."""
+        n = next(iter(inputs.values())).shape[0]
+        step = self._batch_max(component)
+        parts = [
+            self._backend.run(component, {k: v[i : i + step] for k, v in inputs.items()})
+            for i in range(0, n, step)
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def cfg_family_for(engine: Engine) -> CfgFamily:
+    """The ``CfgFamily`` of an SDXL or SD3 engine."""
+    if engine.family == "sdxl":
+        from npc_rt.families.sdxl import SdxlFamily
+
+        return SdxlFamily.from_engine(engine)
+    if engine.family == "sd3":
+        from npc_rt.families.sd3 import Sd3Family
+
+        return Sd3Family.from_engine(engine)
+    raise EngineError(f"no CFG pipeline for family {engine.family!r}")
+
+
+def load_cfg_engine(
+    engine: Engine,
+    *,
+    providers: Sequence[str] | None = None,
+    text_cache_size: int = 64,
+) -> CfgPipeline:
+    """An opened SDXL/SD3 engine with ONNX Runtime sessions and tokenizers loaded."""
+    from npc_rt.backends.ort import OrtBackend
+
+    family = cfg_family_for(engine)
+    backend = OrtBackend(engine, providers)
+    pipeline = CfgPipeline(engine, backend, family, text_cache_size=text_cache_size)
+    backend.load()
+    for name in engine.tokenizers:
+        pipeline.tokenizer(name)
+    return pipeline
+
+
+__all__ = ["CfgFamily", "CfgPipeline", "CfgScoringEncoder", "cfg_combine", "load_cfg_engine"]
