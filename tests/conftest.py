@@ -9,3 +9,4 @@ sys.path.insert(0, str(Path(__file__).parent))
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "export"))
 from fixtures.tiny_flux import tiny_flux_engine_dir, tiny_flux_pipeline_dir  # noqa: E402, F401
+from fixtures.tiny_sdxl import tiny_sdxl_engine_dir, tiny_sdxl_pipeline_dir  # noqa: E402, F401
