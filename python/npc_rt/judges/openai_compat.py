@@ -51,7 +51,7 @@ class RoleConfig:
     api_key_env: str | None = "OPENAI_API_KEY"
     timeout: float = 60.0
     retries: int = 3
-    concurrency: int = 4
+    concurrency: int = 8
     backoff_base: float = 0.5
     backoff_max: float = 20.0
     retry_after_max: float = 120.0
