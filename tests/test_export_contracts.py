@@ -107,6 +107,7 @@ def test_parse_size() -> None:
         ({"min_size": (0, 16)}, "min_size must be"),
         ({"max_sequence_length": 0}, "max_sequence_length must be at least 1"),
         ({"external_data_threshold": -1}, "external_data_threshold"),
+        ({"check_tolerance": -0.1}, "check_tolerance must be >= 0"),
     ],
 )
 def test_export_options_validate(kwargs: dict, message: str) -> None:
@@ -163,7 +164,9 @@ def test_check_passes_against_the_exported_module(toy_onnx: Path) -> None:
     assert result.status == "ok"
     assert result.max_abs_error <= 1e-5
     assert result.shapes == {"x": [3, 7, 4], "bias": [7, 4]}
-    assert result.to_manifest()["tolerance"] == 1e-4
+    assert result.to_manifest()["tolerance"] == 1e-3
+    strict = check_component(ToyLinear(0), contract, toy_onnx, inputs, "fp32", tolerance=1e-5)
+    assert strict.tolerance == 1e-5
 
 
 def test_check_fails_clearly_when_onnx_and_torch_disagree(toy_onnx: Path) -> None:

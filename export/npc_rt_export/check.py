@@ -16,11 +16,14 @@ from npc_rt.errors import EngineError
 
 from npc_rt_export.contracts import ComponentContract
 
-TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 1e-1}
-"""Allowed max abs error relative to ``max(1, max |reference|)``. fp32: ORT and torch run the same
-math with different kernel orderings (observed errors are ~1e-6 on the tiny model; real models
-accumulate more over depth). fp16/bf16: one half-precision rounding step is ~5e-4 / 4e-3 relative
-and differing op fusion rounds at different places; the bounds leave room for depth."""
+TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 1e-1}
+"""Default allowed max abs error relative to ``max(1, max |reference|)``; ``--check-tolerance``
+overrides it. fp32: ORT and torch run the same math in different kernel and summation orders;
+measured 1e-6..4e-6 on the tiny model and up to 2.8e-5 on a 200 MB random "small DiT" (the VAE),
+growing with width and depth, so real 20-60-block models get a 1e-3 bound; a wrong graph (an input
+mis-wired, a mask ignored, a shape frozen) is off by O(0.1-1) and still fails. fp16/bf16: one
+half-precision rounding is ~5e-4 / 4e-3 relative and differing op fusion rounds at different
+places; the bounds leave room for depth."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ def check_component(
     inputs: tuple[torch.Tensor, ...],
     precision: str,
     providers: list[str] | None = None,
+    tolerance: float | None = None,
 ) -> ComponentCheck:
     """Run ``onnx_path`` in ONNX Runtime and ``module`` in torch on ``inputs``; compare.
 
@@ -79,7 +83,7 @@ def check_component(
     import onnxruntime as ort
 
     start = time.perf_counter()
-    tol = TOLERANCE[precision]
+    tol = TOLERANCE[precision] if tolerance is None else tolerance
     shapes = {spec.name: list(x.shape) for spec, x in zip(contract.inputs, inputs, strict=True)}
     with torch.no_grad():
         produced = module(*inputs)

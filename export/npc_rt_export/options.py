@@ -21,7 +21,8 @@ class ExportOptions:
     """How to export a pipeline. Sizes are ``(height, width)`` in pixels.
 
     ``None`` for ``opt_size``/``max_size``/``max_sequence_length`` means "the pipeline's default"
-    (FLUX: 1024x1024 and 512 tokens); the family module resolves them.
+    (FLUX: 1024x1024 and 512 tokens); the family module resolves them. ``check_tolerance`` ``None``
+    means the precision's default (``check.TOLERANCE``).
     """
 
     precision: str = "fp32"
@@ -31,6 +32,7 @@ class ExportOptions:
     max_size: Size | None = None
     max_sequence_length: int | None = None
     check: bool = True
+    check_tolerance: float | None = None
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD_BYTES
     opset: int = 18
     overwrite: bool = False
@@ -53,6 +55,8 @@ class ExportOptions:
             raise InvalidInputError(
                 f"max_sequence_length must be at least 1, got {self.max_sequence_length}"
             )
+        if self.check_tolerance is not None and not self.check_tolerance >= 0:
+            raise InvalidInputError(f"check_tolerance must be >= 0, got {self.check_tolerance!r}")
         if self.external_data_threshold < 0:
             raise InvalidInputError("external_data_threshold must be >= 0")
 

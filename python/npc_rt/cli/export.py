@@ -54,6 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-check", action="store_true", help="skip the ONNX Runtime vs torch parity check"
     )
     parser.add_argument(
+        "--check-tolerance",
+        type=float,
+        default=None,
+        help="max abs error allowed, relative to max(1, max |torch output|) "
+        "(default: 1e-3 fp32, 2e-2 fp16, 1e-1 bf16)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace the contents of a non-empty --out"
     )
     parser.add_argument(
@@ -85,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         "max_size": exporter.parse_size(args.max_size) if args.max_size else None,
         "max_sequence_length": args.max_sequence_length,
         "check": not args.no_check,
+        "check_tolerance": args.check_tolerance,
         "overwrite": args.overwrite,
     }
     if args.external_data_threshold is not None:
