@@ -8,6 +8,13 @@ gives the same K images as K separate calls.
 
 Text embeddings are cached per text (LRU) inside the pipeline: the NPC loop re-generates the same
 prompt many times, and the prompt is encoded once.
+
+Precision: the loop itself (Euler steps, true CFG) runs in float32 for every engine precision;
+the initial noise is drawn in the engine's dtype exactly as diffusers draws it (``randn`` in
+fp16/bf16, then widened). A half-precision diffusers run also rounds the latents to its dtype
+after every step; this loop does not, so fp16/bf16 engines match a float32-latents reference
+rather than diffusers' half-precision one. A ``Pipeline`` is not thread-safe (the text cache);
+use one per thread, they share the ONNX Runtime sessions.
 """
 
 from __future__ import annotations
