@@ -226,6 +226,7 @@ def test_missing_key_variable_is_a_clear_error(monkeypatch, server):
         ("image_format", "gif"),
         ("jpeg_quality", 0),
         ("max_tokens", 0),
+        ("token_limit_field", "n"),
     ],
 )
 def test_bad_role_config_is_refused(field, value):
@@ -291,3 +292,21 @@ def test_non_completion_body_is_retried_then_unknown(server, secret_env):
     out = OpenAIVerifier(_config(server, "vlm", retries=1)).verify(_image(), "x")
     assert out.correct == -1 and len(server.requests_for("vlm")) == 2
     assert out.details["attempts"][0]["outcome"] in ("malformed", "bad_response")
+
+
+def test_sampling_fields_are_configurable(server, secret_env):
+    server.set_default("vlm", verdict(1, 1.0))
+    OpenAIVerifier(_config(server, "vlm")).verify(_image(), "x")
+    OpenAIVerifier(
+        _config(
+            server,
+            "vlm",
+            temperature=None,
+            token_limit_field="max_completion_tokens",
+            max_tokens=900,
+        )
+    ).verify(_image(), "x")
+    first, second = (r.body for r in server.requests_for("vlm"))
+    assert first["temperature"] == 0.0 and first["max_tokens"] == 512
+    assert "temperature" not in second and "max_tokens" not in second
+    assert second["max_completion_tokens"] == 900

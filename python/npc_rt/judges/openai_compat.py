@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 IMAGE_FORMATS = ("png", "jpeg")
+TOKEN_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
 _NO_KEY = "not-needed"  # local servers accept any bearer token; the client insists on one
 
 
@@ -57,8 +58,9 @@ class RoleConfig:
     retry_after_max: float = 120.0
     image_format: str = "png"
     jpeg_quality: int = 90
-    temperature: float = 0.0
+    temperature: float | None = 0.0  # None: not sent (models that only take their default)
     max_tokens: int = 512
+    token_limit_field: str = "max_tokens"  # or "max_completion_tokens" (OpenAI reasoning models)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -83,6 +85,10 @@ class RoleConfig:
             )
         if not 1 <= self.jpeg_quality <= 100:
             raise InvalidInputError(f"jpeg quality must be in 1..100, got {self.jpeg_quality}")
+        if self.token_limit_field not in TOKEN_LIMIT_FIELDS:
+            raise InvalidInputError(
+                f"token_limit_field must be one of {TOKEN_LIMIT_FIELDS}, got {self.token_limit_field!r}"
+            )
         if self.max_tokens < 1:
             raise InvalidInputError(f"judge max_tokens must be >= 1, got {self.max_tokens}")
 
@@ -129,6 +135,10 @@ class ChatClient:
         self._sleep = sleep
         self._slots = threading.BoundedSemaphore(config.concurrency)
         self._openai = openai
+        # Reasoning models refuse `temperature` and `max_tokens`: both are configurable.
+        self._sampling: dict[str, Any] = {config.token_limit_field: config.max_tokens}
+        if config.temperature is not None:
+            self._sampling["temperature"] = config.temperature
         self._client = openai.OpenAI(
             api_key=self._secret or _NO_KEY,
             base_url=config.base_url,
@@ -165,8 +175,7 @@ class ChatClient:
                     response = self._client.chat.completions.create(
                         model=self.config.model,
                         messages=list(messages),  # type: ignore[arg-type]
-                        temperature=self.config.temperature,
-                        max_tokens=self.config.max_tokens,
+                        **self._sampling,
                     )
                 raw = _message_text(response)
                 value = parse(raw)
