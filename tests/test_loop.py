@@ -270,3 +270,14 @@ def test_bad_input_is_refused_with_a_clear_error(kwargs, match):
         correct(
             args.pop("prompt"), args.pop("seed"), args.pop("engine"), args.pop("judges"), **args
         )
+
+
+def test_a_rerun_into_the_same_directory_leaves_no_stale_files(tmp_path):
+    gen = FakeGenerator()
+    correct(PROMPT, 1, gen, _judges(gen), out_dir=tmp_path)  # 5 attempts
+    (tmp_path / "notes.txt").write_text("mine")
+    gen = FakeGenerator()
+    correct(PROMPT, 1, gen, _judges(gen, {None: (1, 0.9)}), out_dir=tmp_path)  # original accepted
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "contact_sheet.png", "notes.txt", "original.png", "run.json"
+    ]  # fmt: skip

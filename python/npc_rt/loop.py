@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from npc_rt.errors import EngineError, InvalidInputError, NpcError
+from npc_rt.errors import EngineError, InvalidInputError, NpcError, NpcIOError
 from npc_rt.generator import GeneratedImage, GenerationParams, ImageGenerator
 from npc_rt.judges.base import UNKNOWN, Caption, Judges, Proposal, Verdict
 from npc_rt.records import (
@@ -191,7 +191,11 @@ class _Run:
         self.manifest_hash = _safe_attr(engine, "manifest_hash")
         self.family = _safe_attr(engine, "family")
         if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise NpcIOError(f"cannot create run directory {out_dir}: {exc}") from exc
+            _clear_previous_run(out_dir)
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -473,6 +477,18 @@ class _Run:
                 "why": self.chosen_reason,
             }
         return record
+
+
+def _clear_previous_run(out_dir: Path) -> None:
+    """Remove the files an earlier run left here (only ours, by name): a rerun into the same
+    directory (an interrupted eval sample) must not show a stale attempt as its own."""
+    names = [RUN_JSON, CONTACT_SHEET, "original.png"]
+    stale = [out_dir / n for n in names] + sorted(out_dir.glob("attempt_[0-9][0-9].png"))
+    for path in stale:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise NpcIOError(f"cannot clear the previous run file {path}: {exc}") from exc
 
 
 def _timed_call(func: Callable[..., Any], *args: Any) -> tuple[Any, float]:
