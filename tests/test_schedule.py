@@ -10,6 +10,7 @@ from npc_rt.schedule import (
     calculate_shift,
     euler_step,
     euler_step_into,
+    flow_match_schedule,
     flux_schedule,
 )
 
@@ -142,3 +143,27 @@ def test_euler_step_into_is_bitwise_euler_step() -> None:
     out = euler_step_into(buffer, velocity, dt, scratch)
     assert out is buffer
     np.testing.assert_array_equal(out, expected)
+
+
+SD3_LIKE = {
+    "static_3": {"num_train_timesteps": 1000, "shift": 3.0},
+    "static_1": {"num_train_timesteps": 1000, "shift": 1.0},
+    "static_terminal": {"num_train_timesteps": 1000, "shift": 3.0, "shift_terminal": 0.05},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SD3_LIKE))
+@pytest.mark.parametrize("steps", [2, 5, 10, 28, 50])
+def test_default_spacing_matches_set_timesteps(name: str, steps: int) -> None:
+    """The scheduler's own spacing (``set_timesteps(n)`` without sigmas), as SD3's pipeline uses."""
+    config = SD3_LIKE[name]
+    ref = FlowMatchEulerDiscreteScheduler(**config)
+    ref.set_timesteps(steps, device="cpu")
+    ours = flow_match_schedule(FlowMatchConfig.from_dict(config), steps)
+    np.testing.assert_array_equal(ours.sigmas, ref.sigmas.numpy())
+    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
+
+
+def test_dynamic_shift_needs_mu() -> None:
+    with pytest.raises(InvalidInputError, match="mu"):
+        flow_match_schedule(FlowMatchConfig.from_dict(FLUX_DEV), 4)

@@ -126,28 +126,51 @@ def _stretch_to_terminal(t: np.ndarray, shift_terminal: float) -> np.ndarray:
         return 1 - (one_minus_t / scale)
 
 
-def flux_schedule(config: FlowMatchConfig, steps: int, image_seq_len: int) -> FlowMatchSchedule:
-    """The schedule FluxPipeline sets for ``steps`` steps on a packed image of ``image_seq_len``."""
+def _train_sigma_range(config: FlowMatchConfig) -> tuple[float, float]:
+    """``sigma_max``/``sigma_min`` the scheduler derives at construction (float32 arithmetic, with
+    the static shift applied unless shifting is dynamic)."""
+    n = config.num_train_timesteps
+    t = np.linspace(1, n, n, dtype=np.float32)[::-1].copy()
+    sigmas = t / np.float32(n)
+    if not config.use_dynamic_shifting:
+        shift = np.float32(config.shift)
+        sigmas = shift * sigmas / (np.float32(1) + (shift - np.float32(1)) * sigmas)
+    return float(sigmas[0]), float(sigmas[-1])
+
+
+def flow_match_schedule(
+    config: FlowMatchConfig,
+    steps: int,
+    *,
+    sigmas: np.ndarray | None = None,
+    mu: float | None = None,
+) -> FlowMatchSchedule:
+    """``FlowMatchEulerDiscreteScheduler.set_timesteps(steps, sigmas=sigmas, mu=mu)``.
+
+    ``sigmas=None`` is the scheduler's default spacing (SD3's pipeline uses it): timesteps
+    evenly spaced from ``sigma_max`` to ``sigma_min`` in float64. FLUX passes its own sigmas
+    (``flux_schedule``). ``mu`` is required with dynamic shifting.
+    """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InvalidInputError(f"steps must be a positive integer, got {steps!r}")
-    if image_seq_len < 1:
-        raise InvalidInputError(f"image_seq_len must be positive, got {image_seq_len}")
-    # FluxPipeline passes custom sigmas = linspace(1, 1/steps) (float64); the scheduler casts them.
-    sigmas = np.linspace(1.0, 1 / steps, steps).astype(np.float32)
+    if config.use_dynamic_shifting and mu is None:
+        raise InvalidInputError("mu is required when the scheduler shifts dynamically")
+    if sigmas is None:
+        sigma_max, sigma_min = _train_sigma_range(config)
+        n = config.num_train_timesteps
+        sigmas = np.linspace(sigma_max * n, sigma_min * n, steps) / n
+    else:
+        sigmas = np.asarray(sigmas).astype(np.float32)
+        if sigmas.shape != (steps,):
+            raise InvalidInputError(f"sigmas must hold {steps} values, got shape {sigmas.shape}")
     if config.use_dynamic_shifting:
-        mu = calculate_shift(
-            image_seq_len,
-            config.base_image_seq_len,
-            config.max_image_seq_len,
-            config.base_shift,
-            config.max_shift,
-        )
         sigmas = time_shift(mu, 1.0, sigmas, config.time_shift_type)
     else:
         sigmas = config.shift * sigmas / (1 + (config.shift - 1) * sigmas)
     if config.shift_terminal:
         sigmas = _stretch_to_terminal(sigmas, config.shift_terminal)
-    sigmas = np.asarray(sigmas, dtype=np.float32)
+    # diffusers converts to a float32 tensor here (the default spacing is float64 until now)
+    sigmas = np.asarray(sigmas).astype(np.float32)
     if not np.all(np.isfinite(sigmas)):
         # e.g. shift_terminal with a single step: diffusers divides 0 by 0 there
         raise InvalidInputError(
@@ -158,6 +181,23 @@ def flux_schedule(config: FlowMatchConfig, steps: int, image_seq_len: int) -> Fl
     return FlowMatchSchedule(
         sigmas=sigmas, timesteps=timesteps, num_train_timesteps=config.num_train_timesteps
     )
+
+
+def flux_schedule(config: FlowMatchConfig, steps: int, image_seq_len: int) -> FlowMatchSchedule:
+    """The schedule FluxPipeline sets for ``steps`` steps on a packed image of ``image_seq_len``:
+    its own sigmas ``linspace(1, 1/steps)`` and ``mu`` from the image sequence length."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InvalidInputError(f"steps must be a positive integer, got {steps!r}")
+    if image_seq_len < 1:
+        raise InvalidInputError(f"image_seq_len must be positive, got {image_seq_len}")
+    mu = calculate_shift(
+        image_seq_len,
+        config.base_image_seq_len,
+        config.max_image_seq_len,
+        config.base_shift,
+        config.max_shift,
+    )
+    return flow_match_schedule(config, steps, sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
 
 
 def euler_step(sample: np.ndarray, model_output: np.ndarray, dt: np.float32) -> np.ndarray:
@@ -189,6 +229,7 @@ __all__ = [
     "calculate_shift",
     "time_shift",
     "flux_schedule",
+    "flow_match_schedule",
     "euler_step",
     "euler_step_into",
 ]
