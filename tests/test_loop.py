@@ -281,3 +281,15 @@ def test_a_rerun_into_the_same_directory_leaves_no_stale_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "contact_sheet.png", "notes.txt", "original.png", "run.json"
     ]  # fmt: skip
+
+
+def test_images_are_on_disk_before_they_are_judged(tmp_path):
+    gen = FakeGenerator(max_batch=3)
+    verdicts = {None: (0, 0.2), **{c: KeyboardInterrupt() for c in CANDIDATES}}
+    with pytest.raises(KeyboardInterrupt):
+        correct(PROMPT, 1, gen, _judges(gen, verdicts), out_dir=tmp_path)
+    run = read_json(tmp_path / "run.json")
+    assert run["status"] == "failed" and len(run["attempts"]) == 3  # the first batch
+    for attempt in run["attempts"]:
+        assert (tmp_path / attempt["image"]).exists()
+        assert attempt["verdict"]["error"] == "not verified yet"

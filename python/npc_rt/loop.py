@@ -305,18 +305,23 @@ class _Run:
             t0 = time.perf_counter()
             images = self._generate(negatives)
             t_gen = time.perf_counter() - t0
+            # On disk before they are judged: a verifier outage must not lose the images.
+            first = len(self.attempts)
+            for offset, (negative, image) in enumerate(zip(negatives, images, strict=True)):
+                rank = start + offset + 1
+                self.attempts.append(
+                    self._attempt(rank, negative, rank, image, _pending_verdict(), batch_index)
+                )
+            self._save()
             t0 = time.perf_counter()
             verdicts = self._verify_many([img.pixels for img in images])
             t_ver = time.perf_counter() - t0
             self.timings["regenerate"] = self.timings.get("regenerate", 0.0) + t_gen
             self.timings["verify_attempts"] = self.timings.get("verify_attempts", 0.0) + t_ver
-            for offset, (negative, image, verdict) in enumerate(
-                zip(negatives, images, verdicts, strict=True)
-            ):
-                rank = start + offset + 1
-                attempt = self._attempt(rank, negative, rank, image, verdict, batch_index)
-                self.attempts.append(attempt)
-                self._say(f"  #{rank} {negative!r}: {_verdict_line(verdict)}")
+            for index, verdict in enumerate(verdicts, start=first):
+                attempt = dataclasses.replace(self.attempts[index], verdict=verdict)
+                self.attempts[index] = attempt
+                self._say(f"  #{attempt.rank} {attempt.negative!r}: {_verdict_line(verdict)}")
             self.batches.append(
                 {
                     "index": batch_index,
