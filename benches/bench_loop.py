@@ -95,7 +95,7 @@ def make_generator(args: argparse.Namespace):
     return gen, label, params
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--engine", type=Path, help="engine directory (default: tiny FLUX, built once)"
@@ -111,7 +111,7 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, help="M (default: the engine's max)")
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     generator, label, params = make_generator(args)
     os.environ.setdefault("NPC_BENCH_KEY", "bench-key")
@@ -169,10 +169,12 @@ def main() -> None:
     seq = statistics.median(totals["sequential"])
     print("(batched: the caption column overlaps verify_original; stage times exclude records I/O)")
     print()
+    ratios = {}
     for peer in ("batched", "batched-nospec"):
-        ratio = statistics.median(totals[peer]) / seq
+        ratios[peer] = ratio = statistics.median(totals[peer]) / seq
         verdict_text = "meets" if ratio <= 0.5 else "misses"
         print(f"ratio {peer} / sequential: {ratio:.3f}  ({verdict_text} the <= 0.5 target)")
+    return ratios
 
 
 if __name__ == "__main__":
