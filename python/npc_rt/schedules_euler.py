@@ -4,8 +4,10 @@
   spacing, linear interpolation, ``final_sigmas_type``), including ``init_noise_sigma``,
   ``scale_model_input`` and the deterministic Euler step (``s_churn = 0``, diffusers' default).
   Betas, cumulative alphas and sigmas follow torch's float32 arithmetic: ``torch.linspace``'s
-  two-ended formula, a float64-accumulated ``cumprod`` (what torch's CPU kernel does), and numpy's
-  float64 ``interp`` exactly as diffusers calls it.
+  two-ended scalar formula, a float64-accumulated ``cumprod`` (what torch's CPU kernel does), and
+  numpy's float64 ``interp`` exactly as diffusers calls it. Timesteps are exact; sigmas agree to
+  within a few float32 ulps (torch's vectorized linspace and its not correctly rounded float32
+  ``pow(x, 0.5)`` round some values 1 ulp away from the scalar formula and ``sqrt``).
 - SD3: ``FlowMatchEulerDiscreteScheduler.set_timesteps(num_inference_steps)`` without custom
   sigmas (what ``StableDiffusion3Pipeline`` calls): a float64 linspace between the shifted
   ``sigma_max``/``sigma_min`` timesteps, shifted again, then float32. The Euler step and the
@@ -137,7 +139,7 @@ class EulerSchedule:
     def input_scale(self, step: int) -> np.float32:
         """``scale_model_input``'s divisor: ``(sigma ** 2 + 1) ** 0.5`` in float32."""
         sigma = self.sigmas[step]
-        return np.float32((sigma * sigma + np.float32(1)) ** np.float32(0.5))
+        return np.sqrt(sigma * sigma + np.float32(1), dtype=np.float32)
 
     def scale_model_input(self, sample: np.ndarray, step: int) -> np.ndarray:
         return sample / self.input_scale(step)
