@@ -14,13 +14,23 @@
 const LANES: usize = 32;
 const BLOCK: usize = 256;
 
+/// Sum of a block's 8 folded lanes, in f64, in lane order (shared by both versions).
+#[inline(always)]
+fn fold8(eight: &[f32; 8]) -> f64 {
+    let mut sum = 0.0f64;
+    for &x in eight {
+        sum += f64::from(x);
+    }
+    sum
+}
+
 #[inline(always)]
 fn lane_sum(lanes: &[f32; LANES]) -> f64 {
     let mut eight = [0.0f32; 8];
     for (i, e) in eight.iter_mut().enumerate() {
         *e = (lanes[i] + lanes[i + 8]) + (lanes[i + 16] + lanes[i + 24]);
     }
-    eight.iter().map(|&x| f64::from(x)).sum()
+    fold8(&eight)
 }
 
 #[inline(always)]
@@ -32,76 +42,163 @@ fn accumulate(lanes: &mut [f32; LANES], a: &[f32], b: &[f32]) {
     }
 }
 
+/// Adds the last partial block (shorter than `BLOCK`) to `total`: whole lane groups in f32, then
+/// single elements in f64.
+#[inline(always)]
+fn add_tail(total: &mut f64, a: &[f32], b: &[f32]) {
+    let whole = a.len() / LANES * LANES;
+    let mut lanes = [0.0f32; LANES];
+    accumulate(&mut lanes, &a[..whole], &b[..whole]);
+    *total += lane_sum(&lanes);
+    for (&x, &y) in a[whole..].iter().zip(&b[whole..]) {
+        *total += f64::from(x) * f64::from(y);
+    }
+}
+
 #[inline(always)]
 fn dot_portable(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len());
+    let full = n / BLOCK * BLOCK;
     let mut total = 0.0f64;
-    let blocks_a = a.chunks_exact(BLOCK);
-    let blocks_b = b.chunks_exact(BLOCK);
-    let (tail_a, tail_b) = (blocks_a.remainder(), blocks_b.remainder());
-    for (ba, bb) in blocks_a.zip(blocks_b) {
+    for (ba, bb) in a[..full]
+        .chunks_exact(BLOCK)
+        .zip(b[..full].chunks_exact(BLOCK))
+    {
         let mut lanes = [0.0f32; LANES];
         accumulate(&mut lanes, ba, bb);
         total += lane_sum(&lanes);
     }
-    // The last partial block: whole lane groups in f32, then single elements in f64.
-    let whole = tail_a.len() / LANES * LANES;
-    let mut lanes = [0.0f32; LANES];
-    accumulate(&mut lanes, &tail_a[..whole], &tail_b[..whole]);
-    total += lane_sum(&lanes);
-    for (&x, &y) in tail_a[whole..].iter().zip(&tail_b[whole..]) {
-        total += f64::from(x) * f64::from(y);
-    }
+    add_tail(&mut total, &a[full..n], &b[full..n]);
     total
 }
 
-/// The same arithmetic as [`dot_portable`], in the same order (lane `l` of block sums holds the
-/// elements `l mod 32`; the lanes are folded to 8 and summed in f64 in the same sequence), written
-/// with AVX intrinsics because the auto-vectorised 32-lane array spills badly.
+/// `N` dot products in one pass, each with exactly the arithmetic of [`dot_portable`] (lane `l`
+/// holds the elements `l mod 32` of a block, lanes fold to 8 in the same pairs, then f64), so the
+/// results are bitwise those of separate portable calls. AVX intrinsics, because the
+/// auto-vectorised 32-lane array spills badly; interleaving the pairs shares loads and hides
+/// add latency.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn dot_avx2(a: &[f32], b: &[f32]) -> f64 {
+fn dots_avx2<const N: usize>(pairs: &[(&[f32], &[f32]); N]) -> [f64; N] {
     use std::arch::x86_64::{
-        _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+        __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
     };
-    let n = a.len().min(b.len());
+    let n = pairs
+        .iter()
+        .map(|(a, b)| a.len().min(b.len()))
+        .min()
+        .unwrap_or(0);
     let full = n / BLOCK * BLOCK;
-    let mut total = 0.0f64;
+    let mut totals = [0.0f64; N];
     let mut start = 0;
     while start < full {
-        let mut acc = [_mm256_setzero_ps(); LANES / 8];
+        let mut acc: [[__m256; LANES / 8]; N] = [[_mm256_setzero_ps(); LANES / 8]; N];
         for chunk in (start..start + BLOCK).step_by(LANES) {
-            for (r, lane) in acc.iter_mut().enumerate() {
-                let at = chunk + 8 * r;
-                // SAFETY: at + 8 <= start + BLOCK <= full <= n, within both slices.
-                let (x, y) = unsafe {
-                    (
-                        _mm256_loadu_ps(a.as_ptr().add(at)),
-                        _mm256_loadu_ps(b.as_ptr().add(at)),
-                    )
-                };
-                *lane = _mm256_add_ps(*lane, _mm256_mul_ps(x, y));
+            for (lanes, (a, b)) in acc.iter_mut().zip(pairs) {
+                for (r, lane) in lanes.iter_mut().enumerate() {
+                    let at = chunk + 8 * r;
+                    // SAFETY: at + 8 <= start + BLOCK <= full <= n <= both lengths.
+                    let (x, y) = unsafe {
+                        (
+                            _mm256_loadu_ps(a.as_ptr().add(at)),
+                            _mm256_loadu_ps(b.as_ptr().add(at)),
+                        )
+                    };
+                    *lane = _mm256_add_ps(*lane, _mm256_mul_ps(x, y));
+                }
             }
         }
-        let eight = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut out = [0.0f32; 8];
-        // SAFETY: `out` holds exactly 8 f32.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), eight) };
-        total += out.iter().map(|&x| f64::from(x)).sum::<f64>();
+        for (total, lanes) in totals.iter_mut().zip(&acc) {
+            let folded = _mm256_add_ps(
+                _mm256_add_ps(lanes[0], lanes[1]),
+                _mm256_add_ps(lanes[2], lanes[3]),
+            );
+            let mut eight = [0.0f32; 8];
+            // SAFETY: `eight` holds exactly 8 f32.
+            unsafe { _mm256_storeu_ps(eight.as_mut_ptr(), folded) };
+            *total += fold8(&eight);
+        }
         start += BLOCK;
     }
-    total + dot_portable(&a[full..n], &b[full..n])
+    for (total, (a, b)) in totals.iter_mut().zip(pairs) {
+        add_tail(total, &a[full..n], &b[full..n]);
+    }
+    totals
+}
+
+/// `[sum(a_i * b_i) for (a, b) in pairs]`, in one pass over the data; all slices must have the
+/// same length.
+#[inline]
+pub fn dots<const N: usize>(pairs: [(&[f32], &[f32]); N]) -> [f64; N] {
+    debug_assert!(pairs
+        .iter()
+        .all(|(a, b)| a.len() == b.len() && a.len() == pairs[0].0.len()));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { dots_avx2(&pairs) };
+    }
+    pairs.map(|(a, b)| dot_portable(a, b))
 }
 
 /// `sum(a[i] * b[i])`; `a` and `b` must have the same length.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f64 {
-    debug_assert_eq!(a.len(), b.len());
+    dots([(a, b)])[0]
+}
+
+/// `dot(x, row)` for every row, three rows per pass over `x`.
+pub fn dots_against<'a>(x: &[f32], rows: impl ExactSizeIterator<Item = &'a [f32]>) -> Vec<f64> {
+    let rows: Vec<&[f32]> = rows.collect();
+    let mut out = Vec::with_capacity(rows.len());
+    let mut groups = rows.chunks_exact(3);
+    for g in &mut groups {
+        out.extend(dots([(x, g[0]), (x, g[1]), (x, g[2])]));
+    }
+    match groups.remainder() {
+        [a, b] => out.extend(dots([(x, *a), (x, *b)])),
+        [a] => out.push(dot(x, a)),
+        _ => {}
+    }
+    out
+}
+
+/// Squared norms of the rows, three rows per pass.
+pub fn squared_norms<'a>(rows: impl ExactSizeIterator<Item = &'a [f32]>) -> Vec<f64> {
+    let rows: Vec<&[f32]> = rows.collect();
+    let mut out = Vec::with_capacity(rows.len());
+    let mut groups = rows.chunks_exact(3);
+    for g in &mut groups {
+        out.extend(dots([(g[0], g[0]), (g[1], g[1]), (g[2], g[2])]));
+    }
+    out.extend(groups.remainder().iter().map(|r| dot(r, r)));
+    out
+}
+
+#[inline(always)]
+fn add_to_f64_portable(sum: &mut [f64], row: &[f32]) {
+    for (s, &x) in sum.iter_mut().zip(row) {
+        *s += f64::from(x);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn add_to_f64_avx2(sum: &mut [f64], row: &[f32]) {
+    add_to_f64_portable(sum, row);
+}
+
+/// `sum[i] += row[i]` in f64 (exact widening, one rounding per add); the AVX2 build of the same
+/// loop is chosen at run time (4 lanes per instruction instead of 2).
+#[inline]
+pub fn add_to_f64(sum: &mut [f64], row: &[f32]) {
+    debug_assert_eq!(sum.len(), row.len());
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { dot_avx2(a, b) };
+        return unsafe { add_to_f64_avx2(sum, row) };
     }
-    dot_portable(a, b)
+    add_to_f64_portable(sum, row)
 }
 
 /// Euclidean norm.

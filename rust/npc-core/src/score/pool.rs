@@ -10,26 +10,28 @@
 
 use rayon::prelude::*;
 
+use super::kernels;
 use crate::error::{Error, Result};
 
-/// A hidden-state element type: widened to f32 a row at a time.
+/// A hidden-state element type, added a row at a time into f64 sums.
 pub trait HiddenElement: Copy + Send + Sync {
-    /// Convert `src` into `dst` (same length).
-    fn widen(src: &[Self], dst: &mut [f32]);
+    /// `sum[i] += src[i]`; `scratch` (same length) is free working space.
+    fn add_to(src: &[Self], sum: &mut [f64], scratch: &mut [f32]);
 }
 
 impl HiddenElement for f32 {
     #[inline]
-    fn widen(src: &[f32], dst: &mut [f32]) {
-        dst.copy_from_slice(src);
+    fn add_to(src: &[f32], sum: &mut [f64], _scratch: &mut [f32]) {
+        kernels::add_to_f64(sum, src);
     }
 }
 
 impl HiddenElement for half::f16 {
     #[inline]
-    fn widen(src: &[half::f16], dst: &mut [f32]) {
+    fn add_to(src: &[half::f16], sum: &mut [f64], scratch: &mut [f32]) {
         // Uses the F16C instructions when the CPU has them (runtime detection in `half`).
-        half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst);
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, scratch);
+        kernels::add_to_f64(sum, scratch);
     }
 }
 
@@ -96,10 +98,7 @@ pub fn mean_pool<T: HiddenElement>(
                     .zip(row_mask)
                     .filter(|(_, &m)| m == 1)
                 {
-                    T::widen(token, row);
-                    for (s, &x) in sum.iter_mut().zip(row.iter()) {
-                        *s += f64::from(x);
-                    }
+                    T::add_to(token, sum, row);
                     count += 1;
                 }
                 let scale = 1.0 / count as f64;

@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{cosine_from_parts, dot, norm};
+use super::kernels::{cosine_from_parts, dots, dots_against, squared_norms};
 use crate::error::{Error, Result};
 
 /// A row-major `[rows, cols]` f32 matrix borrowed from the caller, with the argument name used in
@@ -198,78 +198,70 @@ fn non_finite_error(input: &RaggedInput) -> Error {
     )
 }
 
-fn row_norms(m: &Matrix) -> Vec<f64> {
-    (0..m.rows)
-        .into_par_iter()
-        .map(|i| norm(m.row(i)))
+fn rows<'a>(
+    m: &Matrix<'a>,
+    range: std::ops::Range<usize>,
+) -> impl ExactSizeIterator<Item = &'a [f32]> {
+    let m = *m;
+    range.map(move |r| m.row(r))
+}
+
+/// `[s_qty, s_obj, s_cand]` for the candidates of prompt `i`, or NaN components when a norm
+/// overflowed or an input was not finite (the caller then names the culprit).
+///
+/// Memory order matters as much as arithmetic here (the work reads every embedding once): the
+/// prompt's quantity/object rows are read once for their norms and then stay in cache for every
+/// candidate, and each candidate's rows are read once, back to back. Dot products go three at a
+/// time ([`dots`]) to share loads.
+fn score_prompt(input: &RaggedInput, i: usize, delta: &mut [f32]) -> Vec<[f64; 3]> {
+    let qty_range = input.qty_offsets[i]..input.qty_offsets[i + 1];
+    let obj_range = input.obj_offsets[i]..input.obj_offsets[i + 1];
+    let n_qty = qty_range.len();
+    // Quantity rows then object rows: one list, so the dot products group across both.
+    let targets: Vec<&[f32]> = rows(&input.qty_phrases, qty_range)
+        .chain(rows(&input.obj_phrases, obj_range))
+        .collect();
+    let target_norms: Vec<f64> = squared_norms(targets.iter().copied())
+        .into_iter()
+        .map(f64::sqrt)
+        .collect();
+    let targets_finite = target_norms.iter().all(|n| n.is_finite());
+    let prompt = input.prompt_embs.row(i);
+    (input.cand_offsets[i]..input.cand_offsets[i + 1])
+        .map(|k| {
+            for ((x, &pv), &cv) in delta.iter_mut().zip(prompt).zip(input.cand_embs.row(k)) {
+                *x = pv - cv;
+            }
+            let delta: &[f32] = delta;
+            let phrase = input.cand_phrases.row(k);
+            let [dd, df, ff] = dots([(delta, delta), (delta, phrase), (phrase, phrase)]);
+            let (delta_norm, phrase_norm) = (dd.sqrt(), ff.sqrt());
+            if !(targets_finite && delta_norm.is_finite() && phrase_norm.is_finite()) {
+                return [f64::NAN; 3];
+            }
+            let s_cand = cosine_from_parts(df, delta_norm, phrase_norm);
+            let cosines: Vec<f64> = dots_against(delta, targets.iter().copied())
+                .into_iter()
+                .zip(&target_norms)
+                .map(|(d, &n)| cosine_from_parts(d, delta_norm, n))
+                .collect();
+            let (qty, obj) = cosines.split_at(n_qty);
+            let mean = |c: &[f64]| c.iter().sum::<f64>() / c.len() as f64;
+            [mean(qty), mean(obj), s_cand]
+        })
         .collect()
 }
 
-/// Mean cosine of `delta` with the rows `range` of `phrases`.
-fn mean_cosine(
-    delta: &[f32],
-    delta_norm: f64,
-    phrases: &Matrix,
-    norms: &[f64],
-    range: std::ops::Range<usize>,
-) -> f64 {
-    let n = range.len() as f64;
-    range
-        .map(|r| cosine_from_parts(dot(delta, phrases.row(r)), delta_norm, norms[r]))
-        .sum::<f64>()
-        / n
-}
-
 /// Scores for many prompts at once, each with its own candidates, quantities and objects.
+/// Prompts are scored in parallel.
 pub fn salient_scores_ragged(input: &RaggedInput) -> Result<Scores> {
     check(input)?;
     let d = input.prompt_embs.cols;
-    let (cand_norms, qty_norms, obj_norms) = (
-        row_norms(&input.cand_phrases),
-        row_norms(&input.qty_phrases),
-        row_norms(&input.obj_phrases),
-    );
-    let norms_finite = [&cand_norms, &qty_norms, &obj_norms]
-        .iter()
-        .all(|v| v.iter().all(|x| x.is_finite()));
-    if !norms_finite {
-        return Err(non_finite_error(input));
-    }
-    // Candidate row -> prompt index.
-    let owner: Vec<usize> = input
-        .cand_offsets
-        .windows(2)
-        .enumerate()
-        .flat_map(|(i, w)| std::iter::repeat_n(i, w[1] - w[0]))
-        .collect();
-    let components: Vec<[f64; 3]> = (0..input.cand_embs.rows)
+    let per_prompt: Vec<Vec<[f64; 3]>> = (0..input.prompt_embs.rows)
         .into_par_iter()
-        .with_min_len(4)
-        .map_init(
-            || vec![0.0f32; d],
-            |delta, k| {
-                let i = owner[k];
-                for ((x, &pv), &cv) in delta
-                    .iter_mut()
-                    .zip(input.prompt_embs.row(i))
-                    .zip(input.cand_embs.row(k))
-                {
-                    *x = pv - cv;
-                }
-                let delta_norm = norm(delta);
-                let s_cand = cosine_from_parts(
-                    dot(delta, input.cand_phrases.row(k)),
-                    delta_norm,
-                    cand_norms[k],
-                );
-                let qty = input.qty_offsets[i]..input.qty_offsets[i + 1];
-                let obj = input.obj_offsets[i]..input.obj_offsets[i + 1];
-                let s_qty = mean_cosine(delta, delta_norm, &input.qty_phrases, &qty_norms, qty);
-                let s_obj = mean_cosine(delta, delta_norm, &input.obj_phrases, &obj_norms, obj);
-                [s_qty, s_obj, s_cand]
-            },
-        )
+        .map_init(|| vec![0.0f32; d], |delta, i| score_prompt(input, i, delta))
         .collect();
+    let components: Vec<[f64; 3]> = per_prompt.into_iter().flatten().collect();
     let n = components.len();
     let mut scores = Scores {
         s_qty: Vec::with_capacity(n),
