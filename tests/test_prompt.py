@@ -16,6 +16,7 @@ from npc_rt.prompt import (
     analyze_prompt,
     analyze_prompts,
     clean_candidates,
+    clean_candidates_batch,
     top_up,
 )
 
@@ -146,6 +147,16 @@ def test_cleaning_examples_and_documented_choices():
     ]
     assert clean_candidates(raw, 2) == ["a red ball", "knot"]
     assert clean_candidates(raw, 0) == []
+
+
+def test_batched_cleaning_equals_one_by_one():
+    rng = random.Random(3)
+    pool = ["A cat.", "no dog", "red ball", "a b c d e f g", "Cat", "  blue  sky!", "without x"]
+    lists = [rng.choices(pool, k=rng.randint(0, 6)) for _ in range(500)]
+    for k in (None, 0, 2):
+        assert clean_candidates_batch(lists, k) == [clean_candidates(x, k) for x in lists]
+    with pytest.raises(InvalidInputError, match=r"lists\[1\]"):
+        clean_candidates_batch([["a"], "b"])
 
 
 def test_top_up():

@@ -92,6 +92,14 @@ def clean_candidates(phrases: Sequence[str], k: int | None = None) -> list[str]:
     return _npc_rt.clean_candidates(_check_strings(phrases, "phrases"), _check_k(k, optional=True))
 
 
+def clean_candidates_batch(lists: Sequence[Sequence[str]], k: int | None = None) -> list[list[str]]:
+    """``clean_candidates`` over many candidate lists at once (parallel for large batches)."""
+    if isinstance(lists, str) or not isinstance(lists, Sequence):
+        raise InvalidInputError(f"lists must be a list of lists of str, got {type(lists).__name__}")
+    checked = [_check_strings(phrases, f"lists[{i}]") for i, phrases in enumerate(lists)]
+    return _npc_rt.clean_candidates_batch(checked, _check_k(k, optional=True))
+
+
 def top_up(candidates: Sequence[str], k: int) -> list[str]:
     """``candidates`` (taken as given) then ``FALLBACK_NEGATIVES`` not already present, distinct,
     until there are ``k``."""
@@ -108,5 +116,6 @@ __all__ = [
     "analyze_prompt",
     "analyze_prompts",
     "clean_candidates",
+    "clean_candidates_batch",
     "top_up",
 ]
