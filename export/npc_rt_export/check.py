@@ -64,6 +64,15 @@ def validate_onnx(onnx_path: Path, component: str) -> None:
         raise EngineError(f"{component}: exported ONNX file is invalid: {exc}") from exc
 
 
+def torch_reference(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    """The module's outputs on ``inputs`` as float32 arrays (several for a multi-output module)."""
+    with torch.no_grad():
+        produced = module(*inputs)
+    # a module with several outputs (SDXL/SD3 CLIP: hidden states and pooled) returns a tuple
+    produced = produced if isinstance(produced, (tuple, list)) else (produced,)
+    return [t.detach().float().numpy() for t in produced]
+
+
 def check_component(
     module: torch.nn.Module,
     contract: ComponentContract,
@@ -73,7 +82,36 @@ def check_component(
     providers: list[str] | None = None,
     tolerance: float | None = None,
 ) -> ComponentCheck:
-    """Run ``onnx_path`` in ONNX Runtime and ``module`` in torch on ``inputs``; compare.
+    """Run ``module`` in torch and ``onnx_path`` in ONNX Runtime on ``inputs``; compare.
+
+    See ``compare_with_onnx``; the exporter calls the two halves itself so the torch module can
+    be freed before ONNX Runtime loads a second copy of the weights.
+    """
+    start = time.perf_counter()
+    references = torch_reference(module, inputs)
+    return compare_with_onnx(
+        contract,
+        onnx_path,
+        inputs,
+        references,
+        precision,
+        providers=providers,
+        tolerance=tolerance,
+        torch_seconds=time.perf_counter() - start,
+    )
+
+
+def compare_with_onnx(
+    contract: ComponentContract,
+    onnx_path: Path,
+    inputs: tuple[torch.Tensor, ...],
+    references: list[np.ndarray],
+    precision: str,
+    providers: list[str] | None = None,
+    tolerance: float | None = None,
+    torch_seconds: float = 0.0,
+) -> ComponentCheck:
+    """Run ``onnx_path`` in ONNX Runtime on ``inputs`` and compare with torch's ``references``.
 
     Raises ``EngineError`` when the error is over tolerance (run ``validate_onnx`` first). A
     half-precision session ONNX Runtime cannot create for lack of a kernel (``NOT_IMPLEMENTED``:
@@ -82,14 +120,9 @@ def check_component(
     """
     import onnxruntime as ort
 
-    start = time.perf_counter()
+    start = time.perf_counter() - torch_seconds
     tol = TOLERANCE[precision] if tolerance is None else tolerance
     shapes = {spec.name: list(x.shape) for spec, x in zip(contract.inputs, inputs, strict=True)}
-    with torch.no_grad():
-        produced = module(*inputs)
-    # a module with several outputs (SDXL/SD3 CLIP: hidden states and pooled) returns a tuple
-    produced = produced if isinstance(produced, (tuple, list)) else (produced,)
-    references = [t.detach().float().numpy() for t in produced]
     feed = {spec.name: x.numpy() for spec, x in zip(contract.inputs, inputs, strict=True)}
     try:
         options = ort.SessionOptions()
@@ -113,6 +146,7 @@ def check_component(
             time.perf_counter() - start,
             reason=f"ONNX Runtime cannot run {precision} here: {str(exc).splitlines()[0][:300]}",
         )
+    del session  # release ORT's copy of the weights before comparing
     error, ref_scale = 0.0, 0.0
     for name, actual, reference in zip(contract.output_names, actuals, references, strict=True):
         if actual.shape != reference.shape:

@@ -19,7 +19,12 @@ import torch
 from npc_rt.errors import InvalidInputError
 
 from npc_rt_export import flux, sdxl
-from npc_rt_export.check import ComponentCheck, check_component, validate_onnx
+from npc_rt_export.check import (
+    ComponentCheck,
+    compare_with_onnx,
+    torch_reference,
+    validate_onnx,
+)
 from npc_rt_export.hashing import sha256_file
 from npc_rt_export.manifest import (
     FORMAT_NAME,
@@ -90,15 +95,25 @@ def export_pipeline(
         validate_onnx(out / exported.onnx.path, name)
         seconds[f"export_{name}"] = time.perf_counter() - start
         say(f"exported {name} -> {exported.onnx.path} in {seconds[f'export_{name}']:.1f} s")
+        sample, references, torch_seconds = (), [], 0.0
         if options.check:
+            check_start = time.perf_counter()
             sample = plan.sample_inputs(contract, contract.check_sizes, _generator(CHECK_SEED))
-            result = check_component(
-                module,
+            references = torch_reference(module, sample)
+            torch_seconds = time.perf_counter() - check_start
+        # Free the torch weights before ONNX Runtime loads its own copy: peak memory stays at
+        # one copy of the largest component, not two.
+        del module
+        gc.collect()
+        if options.check:
+            result = compare_with_onnx(
                 contract,
                 out / exported.onnx.path,
                 sample,
+                references,
                 options.precision,
                 tolerance=options.check_tolerance,
+                torch_seconds=torch_seconds,
             )
             checks[name] = result
             seconds[f"check_{name}"] = result.seconds
@@ -115,8 +130,6 @@ def export_pipeline(
             "precision": precision,
             **{k: v for k, v in contract.to_manifest().items() if k != "kind"},
         }
-        del module
-        gc.collect()
 
     start = time.perf_counter()
     tokenizers = {entry.name: entry.to_manifest() for entry in plan.write_tokenizers(out)}
