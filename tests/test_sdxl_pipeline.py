@@ -1,0 +1,179 @@
+"""SDXL end to end: tiny random-weight pipeline exported with our exporter, sampled through ONNX
+Runtime, compared with diffusers' StableDiffusionXLPipeline on the same weights, prompt and seed.
+
+Tolerance: ATOL = 1e-4 on images in [0, 1]. The export check puts every component within 4e-6 of
+torch (``manifest.check``, asserted below); over 4 Euler steps with CFG scale 5 those errors are
+amplified at most ~(1 + 2*5) per step on the noise prediction before the VAE; 1e-4 leaves that
+room yet is >10x below the change a negative makes to the image (asserted, so the comparisons
+can fail).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from npc_rt.engine import open_engine
+from npc_rt.errors import InvalidInputError, ShapeError
+from npc_rt.generator import GenerationParams, ImageGenerator
+from npc_rt.pipelines_cfg import CfgPipeline, load_cfg_engine
+
+ATOL = 1e-4
+PROMPT = "a red cube on top of a blue sphere"
+NEGATIVE = "green grass, blurry"
+SEED = 7
+STEPS = 4
+SIZE = 64
+GUIDANCE = 5.0
+
+
+@pytest.fixture(scope="module")
+def diffusers_pipe(tiny_sdxl_pipeline_dir: Path):
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def ours(tiny_sdxl_engine_dir: Path) -> CfgPipeline:
+    return load_cfg_engine(open_engine(tiny_sdxl_engine_dir))
+
+
+def params(negative_steps: int | None = None, steps: int = STEPS) -> GenerationParams:
+    return GenerationParams(
+        steps=steps,
+        height=SIZE,
+        width=SIZE,
+        guidance=GUIDANCE,
+        true_cfg=1.0,
+        negative_steps=negative_steps,
+    )
+
+
+def diffusers_images(pipe, negative: str | None) -> np.ndarray:
+    return pipe(
+        PROMPT,
+        negative_prompt=negative,
+        num_inference_steps=STEPS,
+        height=SIZE,
+        width=SIZE,
+        guidance_scale=GUIDANCE,
+        generator=torch.Generator().manual_seed(SEED),
+        output_type="np",
+    ).images
+
+
+@torch.no_grad()
+def reference_with_cutoff(pipe, negative: str, negative_steps: int) -> np.ndarray:
+    """diffusers' own modules in a loop: the negative's embeddings are the uncond ones for
+    steps < negative_steps, the pipeline's empty-prompt ones (zeros: force_zeros) after."""
+    cond, neg, pooled, neg_pooled = pipe.encode_prompt(PROMPT, negative_prompt=negative)
+    _, empty, _, empty_pooled = pipe.encode_prompt(PROMPT, negative_prompt=None)
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(STEPS)
+    latents = torch.randn(
+        (1, 4, SIZE // 8, SIZE // 8), generator=torch.Generator().manual_seed(SEED)
+    )
+    latents = latents * scheduler.init_noise_sigma
+    time_ids = torch.tensor([[SIZE, SIZE, 0, 0, SIZE, SIZE]] * 2, dtype=torch.float32)
+    for i, t in enumerate(scheduler.timesteps):
+        u, u_pooled = (neg, neg_pooled) if i < negative_steps else (empty, empty_pooled)
+        x = scheduler.scale_model_input(torch.cat([latents] * 2), t)
+        out = pipe.unet(
+            x,
+            t,
+            encoder_hidden_states=torch.cat([u, cond]),
+            added_cond_kwargs={"text_embeds": torch.cat([u_pooled, pooled]), "time_ids": time_ids},
+        ).sample
+        uncond_pred, cond_pred = out.chunk(2)
+        pred = uncond_pred + GUIDANCE * (cond_pred - uncond_pred)
+        latents = scheduler.step(pred, t, latents).prev_sample
+    image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+    return pipe.image_processor.postprocess(image, output_type="np")
+
+
+def test_manifest_and_export_check(tiny_sdxl_engine_dir: Path) -> None:
+    engine = open_engine(tiny_sdxl_engine_dir)
+    assert engine.family == "sdxl"
+    assert engine.scoring_encoder["component"] == "text_encoder_2"
+    assert engine.scoring_encoder["output"] == "hidden_states"
+    assert engine.tokenizer("tokenizer").preset == "clip-l"
+    assert engine.tokenizer("tokenizer_2").preset == "openclip-bigg"
+    assert engine.tokenizer("tokenizer_2").pad_id == 0
+    assert engine.component("text_encoder_2").output_names == ("hidden_states", "text_embeds")
+    for name, check in engine.manifest["check"]["components"].items():
+        assert check["status"] == "ok", name
+        assert check["max_abs_error"] < 4e-6 * max(1.0, check["max_abs_reference"]), name
+
+
+def test_no_negative_matches_diffusers(diffusers_pipe, ours: CfgPipeline) -> None:
+    expected = diffusers_images(diffusers_pipe, None)
+    got = ours.sample(PROMPT, seed=SEED, negatives=(None,), params=params()).images
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+
+
+def test_negative_on_all_steps_matches_diffusers(diffusers_pipe, ours: CfgPipeline) -> None:
+    expected = diffusers_images(diffusers_pipe, NEGATIVE)
+    without = diffusers_images(diffusers_pipe, None)
+    assert np.abs(expected - without).max() > 10 * ATOL  # the negative matters at this tolerance
+    got = ours.sample(PROMPT, seed=SEED, negatives=(NEGATIVE,), params=params()).images
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+    default = ours.sample(PROMPT, seed=SEED, negatives=(NEGATIVE,), params=params(None)).images
+    np.testing.assert_array_equal(default, got)  # default negative_steps = every step
+
+
+def test_negative_for_first_steps_matches_reference_loop(diffusers_pipe, ours) -> None:
+    # the reference loop itself reproduces diffusers when the negative covers every step
+    full = reference_with_cutoff(diffusers_pipe, NEGATIVE, STEPS)
+    np.testing.assert_allclose(full, diffusers_images(diffusers_pipe, NEGATIVE), atol=1e-6)
+    cutoff = 2
+    expected = reference_with_cutoff(diffusers_pipe, NEGATIVE, cutoff)
+    assert np.abs(expected - full).max() > 10 * ATOL
+    got = ours.sample(PROMPT, seed=SEED, negatives=(NEGATIVE,), params=params(cutoff)).images
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+
+
+def test_batched_candidates_equal_separate_runs(ours: CfgPipeline) -> None:
+    negatives = (None, NEGATIVE, "a dog")
+    p = params(2)
+    batched = ours.sample(PROMPT, seed=SEED, negatives=negatives, params=p).images
+    assert batched.shape == (3, SIZE, SIZE, 3)
+    for k, neg in enumerate(negatives):
+        alone = ours.sample(PROMPT, seed=SEED, negatives=(neg,), params=p).images[0]
+        np.testing.assert_allclose(batched[k], alone, atol=1e-5, rtol=0)
+    assert np.abs(batched[0] - batched[1]).max() > 10 * ATOL
+
+
+def test_generator_contract_and_scoring_encoder(ours: CfgPipeline, diffusers_pipe) -> None:
+    assert isinstance(ours, ImageGenerator)
+    assert ours.family == "sdxl"
+    assert ours.max_candidates_per_batch == 4  # max batch 8 = 2K rows
+    images = ours.generate(PROMPT, seed=SEED, negatives=(None, NEGATIVE), params=params())
+    assert [im.negative for im in images] == [None, NEGATIVE]
+    assert images[0].pixels.dtype == np.uint8 and images[0].pixels.shape == (SIZE, SIZE, 3)
+    scorer = ours.scoring_encoder()
+    batch = scorer.tokenizer.encode_batch(["a red cube", "two dogs"], padding="max_length")
+    ids = np.asarray(batch.input_ids, dtype=np.int64)
+    hidden = scorer.encode(ids, np.asarray(batch.attention_mask, dtype=np.int64))
+    with torch.no_grad():
+        out = diffusers_pipe.text_encoder_2(torch.from_numpy(ids), output_hidden_states=True)
+    np.testing.assert_allclose(hidden, out.hidden_states[-2].numpy(), atol=1e-4)
+    want = diffusers_pipe.tokenizer_2(
+        ["a red cube", "two dogs"], padding="max_length", max_length=77, truncation=True
+    ).input_ids
+    np.testing.assert_array_equal(ids, np.asarray(want))
+
+
+def test_bad_input_is_refused_before_compute(ours: CfgPipeline) -> None:
+    with pytest.raises(InvalidInputError, match="negative_steps"):
+        ours.sample(PROMPT, seed=SEED, params=params(STEPS + 1))
+    with pytest.raises(ShapeError, match="multiple"):
+        ours.sample(PROMPT, seed=SEED, params=GenerationParams(STEPS, 72, 64, GUIDANCE, 1.0, None))
+    with pytest.raises(ShapeError, match="range"):
+        ours.sample(PROMPT, seed=SEED, params=GenerationParams(STEPS, 256, 64, GUIDANCE, 1.0, None))
+    with pytest.raises(InvalidInputError, match="prompt"):
+        ours.sample("  ", seed=SEED, params=params())
