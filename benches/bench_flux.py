@@ -44,6 +44,8 @@ for extra in (REPO / "export",):
 PROMPT = "a red cube on top of a blue sphere, studio photo"
 NEGATIVE = "green cube"
 SEED = 42
+THREADS = int(os.environ.get("NPC_BENCH_THREADS", "0"))
+"""Threads for both runtimes (0: each runtime's default, one per core); set by ``--threads``."""
 MODELS = {
     "tiny": {"height": 64, "width": 64, "steps": 8, "text_length": 32},
     "small": {"height": 256, "width": 256, "steps": 6, "text_length": 128},
@@ -220,7 +222,7 @@ def worker_ours(engine_dir: str, model: str, repeats: int) -> dict:
     cfg = MODELS[model]
     base_rss = _peak_rss_mib()
     t0 = time.perf_counter()
-    pipe = load_engine(engine_dir, providers=["cpu"])
+    pipe = load_engine(engine_dir, providers=["cpu"], intra_op_threads=THREADS)
     load_s = time.perf_counter() - t0
     params = GenerationParams(
         steps=cfg["steps"],
@@ -255,6 +257,8 @@ def worker_diffusers(pipeline_dir: str, model: str, repeats: int) -> dict:
     import torch
     from diffusers import FluxPipeline
 
+    if THREADS:
+        torch.set_num_threads(THREADS)
     cfg = MODELS[model]
     base_rss = _peak_rss_mib()
     t0 = time.perf_counter()
@@ -443,14 +447,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--models", default="tiny,small")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="threads for both runtimes (0: one per core)"
+    )
     parser.add_argument("--work", type=Path, default=None, help="keep built models here")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:
+        os.environ["NPC_BENCH_THREADS"] = str(args.threads)  # the workers read it
     if args.worker:
         print(json.dumps(WORKERS[args.worker](str(args.path), args.models, args.repeats)))
         return 0
-    print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+        f"python {sys.version.split()[0]}; threads per runtime: {args.threads or 'default'}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-flux-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -473,16 +473,18 @@ def load_engine(
     providers: Sequence[str] | None = None,
     verify_hashes: bool = False,
     text_cache_size: int = 64,
+    intra_op_threads: int = 0,
 ) -> Pipeline:
     """Open an engine directory and its ONNX Runtime sessions; every check runs here, before
     any sampling. ``providers``: ONNX Runtime execution providers (default: CUDA if present,
-    else CPU)."""
+    else CPU). ``intra_op_threads``: ONNX Runtime's threads per session (0: its default, one per
+    core)."""
     from npc_rt.backends.ort import OrtBackend
 
     engine = open_engine(path, verify_hashes=verify_hashes)
     if engine.family != flux.FAMILY:
         raise EngineError(f"no pipeline for family {engine.family!r}")
-    backend = OrtBackend(engine, providers)
+    backend = OrtBackend(engine, providers, intra_op_threads=intra_op_threads)
     pipeline = Pipeline(engine, backend, text_cache_size=text_cache_size)
     backend.load()
     # tokenizers too: a bad tokenizer file fails here, and the first prompt pays no load time
