@@ -482,6 +482,10 @@ def load_engine(
     from npc_rt.backends.ort import OrtBackend
 
     engine = open_engine(path, verify_hashes=verify_hashes)
+    if engine.family in ("sdxl", "sd3"):  # real-CFG families: pipelines_cfg.CfgPipeline
+        from npc_rt.pipelines_cfg import load_cfg_engine
+
+        return load_cfg_engine(engine, providers=providers, text_cache_size=text_cache_size)
     if engine.family != flux.FAMILY:
         raise EngineError(f"no pipeline for family {engine.family!r}")
     backend = OrtBackend(engine, providers, intra_op_threads=intra_op_threads)
