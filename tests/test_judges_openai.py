@@ -148,7 +148,7 @@ def test_client_errors_other_than_429_are_not_retried(server, secret_env):
 
 
 def test_concurrency_limit_is_respected(server, secret_env):
-    server.set_default("vlm", verdict(0, 0.2, delay=0.15))
+    server.set_default("vlm", verdict(0, 0.2, delay=0.4))
     judge = OpenAIVerifier(_config(server, "vlm", concurrency=2))
     threads = [threading.Thread(target=judge.verify, args=(_image(i), "x")) for i in range(6)]
     for t in threads:

@@ -156,7 +156,7 @@ def test_sequential_stops_at_first_accepted_and_batched_after_its_batch(tmp_path
 
 def test_batched_verifies_a_batch_concurrently():
     gen = FakeGenerator(max_batch=5)
-    judges = _judges(gen, latency_s=0.2)
+    judges = _judges(gen, latency_s=0.5)
     result = correct(PROMPT, 1, gen, judges, mode="batched")
     assert result.batch_size == 5 and len(gen.calls) == 2
     assert judges.verifier.max_concurrent == 5

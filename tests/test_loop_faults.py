@@ -174,7 +174,7 @@ def test_fault_ends_in_documented_outcome(name, server, tmp_path, monkeypatch, c
 def test_batched_verification_runs_concurrently_over_http(server, tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, SECRET)
     gen = FakeGenerator(max_batch=5)
-    server.set_default("vlm", verdict(0, 0.2, delay=0.2))
+    server.set_default("vlm", verdict(0, 0.2, delay=0.5))
     server.set_default("cap", CAPTION)
     server.set_default("llm", PROPOSAL)
     result = correct(PROMPT, 9, gen, _judges(server, concurrency=8), out_dir=tmp_path)
