@@ -207,3 +207,39 @@ def test_single_size_dims_export_static(tmp_path: Path) -> None:
     inputs = (torch.randn(3, 5, 4), torch.randn(5, 4))
     result = check_component(ToyLinear(0), contract, tmp_path / exported.onnx.path, inputs, "fp32")
     assert result.status == "ok"
+
+
+def test_flux_profile_defaults_follow_the_pipeline_and_given_sizes() -> None:
+    from npc_rt_export import flux
+
+    constants = flux.FluxConstants(
+        vae_scaling_factor=0.3611,
+        vae_shift_factor=0.1159,
+        vae_scale_factor=8,
+        latent_channels=16,
+        in_channels=64,
+        joint_attention_dim=4096,
+        pooled_projection_dim=768,
+        guidance_embeds=True,
+        clip_hidden_size=768,
+        clip_vocab_size=49408,
+        clip_max_positions=77,
+        t5_vocab_size=32128,
+        t5_d_model=4096,
+    )
+    default = flux.resolve_profile(constants, ExportOptions())
+    assert (default.min_size, default.opt_size, default.max_size) == (
+        (256, 256),
+        (1024, 1024),
+        (1024, 1024),
+    )
+    assert default.max_sequence_length == 512 and default.max_batch == 16
+    wide = flux.resolve_profile(constants, ExportOptions(opt_size=(1024, 1536)))
+    assert wide.max_size == (1024, 1536)  # the default max grows to cover a given opt
+    small = flux.resolve_profile(constants, ExportOptions(max_size=(512, 512)))
+    assert small.opt_size == (512, 512)  # the default opt shrinks into a given max
+    contracts = flux.contracts(constants, default)
+    assert contracts["transformer"].dims["image_seq"] == DimRange(256, 4096, 4096)
+    assert contracts["transformer"].input_names[-1] == "guidance"
+    assert contracts["vae_decoder"].dims["latent_height"] == DimRange(32, 128, 128)
+    assert contracts["text_encoder_2"].outputs[0].shape == ("batch", "text_length", 4096)

@@ -218,8 +218,9 @@ class FluxProfile:
 def resolve_profile(constants: FluxConstants, options: ExportOptions) -> FluxProfile:
     multiple = constants.resolution_multiple
     default = constants.default_size
+    floor = options.opt_size or options.min_size  # a default max never undercuts a given opt
     max_size = options.max_size or tuple(
-        max(d, m) for d, m in zip(default, options.min_size, strict=True)
+        max(d, m, f) for d, m, f in zip(default, options.min_size, floor, strict=True)
     )
     opt_size = options.opt_size or tuple(
         min(max(d, lo), hi) for d, lo, hi in zip(default, options.min_size, max_size, strict=True)
