@@ -177,7 +177,7 @@ def test_batched_verification_runs_concurrently_over_http(server, tmp_path, monk
     server.set_default("vlm", verdict(0, 0.2, delay=0.5))
     server.set_default("cap", CAPTION)
     server.set_default("llm", PROPOSAL)
-    result = correct(PROMPT, 9, gen, _judges(server, concurrency=8), out_dir=tmp_path)
+    result = correct(PROMPT, 9, gen, _judges(server, concurrency=8, timeout=5.0), out_dir=tmp_path)
     assert result.status == "not_accepted" and len(result.attempts) == 5
     assert server.max_in_flight("vlm") == 5
     judges_record = read_json(tmp_path / "run.json")["judges"]
