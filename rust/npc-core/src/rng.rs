@@ -49,7 +49,7 @@ pub mod cephes_f32;
 pub mod mt19937;
 
 use crate::error::{Error, Result};
-use half::{bf16, f16};
+use half::{bf16, f16, slice::HalfFloatSliceExt};
 pub use mt19937::Mt19937;
 
 /// Element types `randn` can produce.
@@ -145,7 +145,12 @@ impl TorchCpuGenerator {
     /// `uniform_real_distribution<float>(0, 1)`: 24 random bits.
     #[inline]
     pub fn uniform_f32(&mut self) -> f32 {
-        (self.random_u32() & 0x00ff_ffff) as f32 * (1.0 / 16_777_216.0)
+        uniform_f32_from_word(self.random_u32())
+    }
+
+    /// `out.len()` successive [`TorchCpuGenerator::uniform_f32`] draws, in bulk.
+    pub fn fill_uniform_f32(&mut self, out: &mut [f32]) {
+        self.engine.fill_mapped(out, uniform_f32_from_word);
     }
 
     /// `uniform_real_distribution<double>(0, 1)`: 53 random bits.
@@ -177,57 +182,55 @@ impl TorchCpuGenerator {
             }
             return;
         }
-        for v in out.iter_mut() {
-            *v = self.uniform_f32();
-        }
+        self.fill_uniform_f32(out);
         let full = n / BLOCK * BLOCK;
         box_muller::transform_blocks(&mut out[..full], self.kernel);
         if n % BLOCK != 0 {
             let tail = &mut out[n - BLOCK..];
-            for v in tail.iter_mut() {
-                *v = self.uniform_f32();
-            }
+            self.fill_uniform_f32(tail);
             box_muller::transform_blocks(tail, self.kernel);
         }
     }
 
     /// Fills `out` like `torch.randn(..., dtype=float16)`.
     pub fn fill_randn_f16(&mut self, out: &mut [f16]) {
-        self.fill_randn_narrow(out, f16::from_f32);
+        self.fill_randn_narrow(out, |src, dst| dst.convert_from_f32_slice(src));
     }
 
     /// Fills `out` like `torch.randn(..., dtype=bfloat16)`.
     pub fn fill_randn_bf16(&mut self, out: &mut [bf16]) {
-        self.fill_randn_narrow(out, bf16::from_f32);
+        self.fill_randn_narrow(out, |src, dst| dst.convert_from_f32_slice(src));
     }
 
-    /// The float16/bfloat16 path: float32 math on a 16-element scratch block per output block.
-    fn fill_randn_narrow<T: Copy>(&mut self, out: &mut [T], narrow: fn(f32) -> T) {
+    /// The float16/bfloat16 path: float32 math, then rounding to the target type (nearest
+    /// even). torch draws 16 uniforms per output block, so the tail block takes the 16 words
+    /// right after the last full block; `scratch` holds the full blocks then the tail block in
+    /// that draw order.
+    fn fill_randn_narrow<T: Copy>(&mut self, out: &mut [T], narrow: fn(&[f32], &mut [T])) {
         let n = out.len();
         if n < BLOCK {
             for v in out.iter_mut() {
-                *v = narrow(self.normal_f64() as f32);
+                let value = self.normal_f64() as f32;
+                narrow(std::slice::from_ref(&value), std::slice::from_mut(v));
             }
             return;
         }
-        let mut block = [0f32; BLOCK];
-        let mut draw_block = |g: &mut Self, dst: &mut [T]| {
-            for v in block.iter_mut() {
-                *v = g.uniform_f32();
-            }
-            box_muller::transform_blocks(&mut block, g.kernel);
-            for (d, &s) in dst.iter_mut().zip(block.iter()) {
-                *d = narrow(s);
-            }
-        };
         let full = n / BLOCK * BLOCK;
-        for chunk in out[..full].chunks_exact_mut(BLOCK) {
-            draw_block(self, chunk);
-        }
-        if n % BLOCK != 0 {
-            draw_block(self, &mut out[n - BLOCK..]);
+        let drawn = if n % BLOCK == 0 { full } else { full + BLOCK };
+        let mut scratch = vec![0f32; drawn];
+        self.fill_uniform_f32(&mut scratch);
+        box_muller::transform_blocks(&mut scratch, self.kernel);
+        narrow(&scratch[..full], &mut out[..full]);
+        if drawn > full {
+            narrow(&scratch[full..], &mut out[n - BLOCK..]);
         }
     }
+}
+
+/// torch's float uniform from one word: the low 24 bits times 2^-24 (exact).
+#[inline(always)]
+fn uniform_f32_from_word(word: u32) -> f32 {
+    (word & 0x00ff_ffff) as f32 * (1.0 / 16_777_216.0)
 }
 
 /// `torch.randn(numel, generator=torch.Generator("cpu").manual_seed(seed))` as float32.

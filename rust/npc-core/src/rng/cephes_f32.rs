@@ -30,6 +30,7 @@ const LN2_LO: f32 = -2.12194440E-4;
 const LN2_HI: f32 = 0.693359375;
 
 /// Natural logarithm, one lane of torch's `log256_ps`. NaN for `x <= 0` (as all-ones bits).
+#[inline(always)]
 pub fn log_f32(x: f32) -> f32 {
     let invalid = x <= 0.0;
     // Denormals are lifted to the smallest normal (the vector code's max with it).
@@ -75,6 +76,7 @@ const COS_P: [f32; 3] = [
 const SIGN_BIT: u32 = 0x8000_0000;
 
 /// `cvttps2dq`: truncation, with the "integer indefinite" value for NaN or out of range.
+#[inline(always)]
 fn truncate_to_i32(y: f32) -> i32 {
     if y.is_nan() || !(-2_147_483_648.0..2_147_483_648.0).contains(&y) {
         i32::MIN
@@ -85,6 +87,7 @@ fn truncate_to_i32(y: f32) -> i32 {
 
 /// `(sin x, cos x)`, one lane of torch's `sincos256_ps`. Accurate for |x| below about 8192
 /// (the Box-Muller angle is in [0, 2*pi)).
+#[inline(always)]
 pub fn sincos_f32(x: f32) -> (f32, f32) {
     let mut sign_sin = x.to_bits() & SIGN_BIT;
     let ax = f32::from_bits(x.to_bits() & !SIGN_BIT);
