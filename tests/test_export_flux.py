@@ -590,3 +590,21 @@ def test_flux_contracts_with_single_size_ranges_export(
         reference = module(*example).numpy()
     (actual,) = session.run(None, {"latents": example[0].numpy()})
     _assert_close(actual, reference)
+
+
+def test_overwrite_replaces_an_engine(
+    tiny_flux_pipeline_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_rt.errors import InvalidInputError
+    from npc_rt_export import ExportOptions, export_pipeline, exporter
+
+    monkeypatch.setitem(exporter.PLANNERS, "flux", _single_component_planner("text_encoder_2"))
+    out = tmp_path / "engine"
+    first = export_pipeline(tiny_flux_pipeline_dir, out, ExportOptions(**TINY_FLUX_EXPORT))
+    with pytest.raises(InvalidInputError, match="is not empty"):
+        export_pipeline(tiny_flux_pipeline_dir, out, ExportOptions(**TINY_FLUX_EXPORT))
+    options = ExportOptions(**{**TINY_FLUX_EXPORT, "max_batch": 4, "overwrite": True})
+    second = export_pipeline(tiny_flux_pipeline_dir, out, options)
+    written = json.loads((out / "manifest.json").read_text())
+    assert written == second.manifest != first.manifest
+    assert written["components"]["text_encoder_2"]["dims"]["batch"]["max"] == 4
