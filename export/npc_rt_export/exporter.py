@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from npc_rt.errors import InvalidInputError
 
-from npc_rt_export import flux, sdxl
+from npc_rt_export import flux, sd3, sdxl
 from npc_rt_export.check import (
     ComponentCheck,
     compare_with_onnx,
@@ -41,6 +41,7 @@ from npc_rt_export.source import PipelineSource, hash_weights, open_source
 PLANNERS: dict[str, Callable[[PipelineSource, ExportOptions], ExportPlan]] = {
     "flux": flux.plan,
     "sdxl": sdxl.plan,
+    "sd3": sd3.plan,
 }
 """Family -> function building its export plan (SDXL and SD3 add theirs here)."""
 

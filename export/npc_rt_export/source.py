@@ -10,7 +10,11 @@ from npc_rt.errors import InvalidInputError
 
 from npc_rt_export.hashing import FileDigest, combined_sha256, digest_file
 
-FAMILY_BY_PIPELINE_CLASS = {"FluxPipeline": "flux", "StableDiffusionXLPipeline": "sdxl"}
+FAMILY_BY_PIPELINE_CLASS = {
+    "FluxPipeline": "flux",
+    "StableDiffusionXLPipeline": "sdxl",
+    "StableDiffusion3Pipeline": "sd3",
+}
 """Pipeline classes this exporter knows, by ``model_index.json`` ``_class_name``."""
 
 
