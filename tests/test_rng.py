@@ -15,6 +15,8 @@ import sys
 import npc_rt
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from npc_rt.errors import InvalidInputError, NpcError, ShapeError
 from npc_rt.rng import TorchCpuGenerator, randn, torch_seed
 
@@ -99,6 +101,16 @@ def test_every_size_up_to_300_with_varied_seeds():
             assert_bit_identical(
                 randn(numel, seed, dtype, HOST_KERNEL), torch_randn((numel,), seed, dtype)
             )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    numel=st.integers(min_value=0, max_value=3000),
+    seed=st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    dtype=st.sampled_from(sorted(TORCH_DTYPES)),
+)
+def test_random_sizes_and_seeds_are_bit_identical(numel, seed, dtype):
+    assert_bit_identical(randn(numel, seed, dtype, HOST_KERNEL), torch_randn((numel,), seed, dtype))
 
 
 def test_large_latent_1x16x128x128():
