@@ -1,5 +1,6 @@
-//! Torch-compatible initial noise: `torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))`
-//! reproduced bit for bit, without torch.
+//! Torch-compatible initial noise:
+//! `torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))` reproduced bit for
+//! bit, without torch.
 //!
 //! What torch does (read from torch 2.15's `ATen/native/cpu/DistributionTemplates.h`,
 //! `ATen/core/DistributionsHelper.h`, `ATen/core/TransformationHelper.h`, `CPUGeneratorImpl`,
@@ -19,7 +20,9 @@
 //! * **numel >= 16, float16 / bfloat16**: the same transform in float32 (torch's opmath type),
 //!   but uniforms are drawn 16 at a time into a scratch block per output block (so the tail
 //!   block uses the words right after the last full block, not after `numel` words), and each
-//!   result is rounded to the target type (round to nearest even).
+//!   result is rounded to the target type (round to nearest even). This is torch 2.15's code;
+//!   older torch releases computed these dtypes in half precision from 11-bit (float16) or
+//!   8-bit (bfloat16) uniforms, so their float16/bfloat16 noise differs (float32 is unchanged).
 //! * **numel < 16, every dtype**: element by element `normal_distribution<double>`:
 //!   `u1, u2` double uniforms, `r = sqrt(-2 * log1p(-u2))`, `theta = 2*pi*u1`; return
 //!   `r*cos(theta)` and cache `r*sin(theta)` in the generator for the next element. The double
@@ -29,11 +32,12 @@
 //! picks by CPU; the two differ in the low bits of some elements, by up to a few 1e-6
 //! ([`TorchKernel`]):
 //!
-//! * [`TorchKernel::Avx2`] (default), torch on x86-64 CPUs with AVX2, and on AVX-512 CPUs (its
-//!   dispatcher runs the AVX2 kernel there): `normal_fill_16_AVX2` evaluates `log`, `sin`, `cos`
-//!   with the Cephes single-precision algorithms of `avx_mathfun.h`, contracted into FMAs by GCC,
-//!   and the angle `2pi_f32 * u2` in float. [`cephes_f32`] reproduces those roundings with plain
-//!   float arithmetic and `mul_add`, so this is exact on every platform.
+//! * [`TorchKernel::Avx2`] (default), torch on x86-64 CPUs with AVX2, and on AVX-512 CPUs
+//!   (same bits: `ATEN_CPU_CAPABILITY=avx2` and `avx512` agree): `normal_fill_16_AVX2`
+//!   evaluates `log`, `sin`, `cos` with the Cephes single-precision algorithms of
+//!   `avx_mathfun.h`, contracted into FMAs by GCC, and the angle `2pi_f32 * u2` in float.
+//!   [`cephes_f32`] reproduces those roundings with plain float arithmetic and `mul_add`, so
+//!   this is exact on every platform.
 //! * [`TorchKernel::Generic`], torch on CPUs without AVX2 (or with `ATEN_CPU_CAPABILITY=default`):
 //!   the C library's `logf`/`cosf`/`sinf`, the angle computed in double and rounded to float.
 //!   Rust's `f32::ln/cos/sin` call the platform libm, so this is exact where this process uses
