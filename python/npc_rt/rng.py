@@ -14,7 +14,9 @@ the low bits of some elements (by up to a few 1e-6):
 
 dtypes: ``"float32"`` gives ``np.float32``; ``"float16"`` gives ``np.float16``; ``"bfloat16"``
 gives ``np.float32`` arrays holding the exact bfloat16 values (numpy has no bfloat16), i.e.
-``torch.randn(..., dtype=torch.bfloat16).float()``.
+``torch.randn(..., dtype=torch.bfloat16).float()``. float16/bfloat16 follow torch 2.15, which
+computes them in float32 and rounds; older torch releases computed them in half precision and
+give different values for those dtypes (float32 is the same across versions).
 """
 
 from __future__ import annotations
