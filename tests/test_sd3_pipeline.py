@@ -1,0 +1,163 @@
+"""SD3 end to end: tiny random-weight pipeline exported with our exporter, sampled through ONNX
+Runtime, compared with diffusers' StableDiffusion3Pipeline on the same weights, prompt and seed.
+
+Tolerance: ATOL = 1e-4 on images in [0, 1], for the same reason as the SDXL test: every component
+is within 4e-6 of torch in the export check (asserted), the 4 flow-match steps with CFG scale 7
+amplify that at most ~15x per step on the velocity, and 1e-4 stays >10x below the change a
+negative makes (asserted, so the comparisons can fail).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from npc_rt.engine import open_engine
+from npc_rt.families.sd3 import joint_sequence
+from npc_rt.generator import GenerationParams, ImageGenerator
+from npc_rt.pipeline import load_engine
+from npc_rt.pipelines_cfg import CfgPipeline
+
+ATOL = 1e-4
+PROMPT = "a red cube on top of a blue sphere"
+NEGATIVE = "green grass, blurry"
+SEED = 11
+STEPS = 4
+SIZE = 64
+GUIDANCE = 7.0
+MAX_SEQ = 32  # TINY_SD3_EXPORT's T5 length
+
+
+@pytest.fixture(scope="module")
+def diffusers_pipe(tiny_sd3_pipeline_dir: Path):
+    from diffusers import StableDiffusion3Pipeline
+
+    pipe = StableDiffusion3Pipeline.from_pretrained(tiny_sd3_pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def ours(tiny_sd3_engine_dir: Path) -> CfgPipeline:
+    pipeline = load_engine(tiny_sd3_engine_dir)
+    assert isinstance(pipeline, CfgPipeline)
+    return pipeline
+
+
+def params(negative_steps: int | None = None) -> GenerationParams:
+    return GenerationParams(STEPS, SIZE, SIZE, GUIDANCE, 1.0, negative_steps)
+
+
+def diffusers_images(pipe, negative: str | None) -> np.ndarray:
+    return pipe(
+        PROMPT,
+        negative_prompt=negative,
+        num_inference_steps=STEPS,
+        height=SIZE,
+        width=SIZE,
+        guidance_scale=GUIDANCE,
+        max_sequence_length=MAX_SEQ,
+        generator=torch.Generator().manual_seed(SEED),
+        output_type="np",
+    ).images
+
+
+@torch.no_grad()
+def reference_with_cutoff(pipe, negative: str, negative_steps: int) -> np.ndarray:
+    """diffusers' modules in a loop: the negative's embeddings are the uncond ones for
+    steps < negative_steps, the empty prompt's after."""
+    kw = {"prompt_2": None, "prompt_3": None, "max_sequence_length": MAX_SEQ}
+    cond, neg, pooled, neg_pooled = pipe.encode_prompt(PROMPT, negative_prompt=negative, **kw)
+    _, empty, _, empty_pooled = pipe.encode_prompt(PROMPT, negative_prompt=None, **kw)
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(STEPS)
+    latents = torch.randn(
+        (1, 16, SIZE // 8, SIZE // 8), generator=torch.Generator().manual_seed(SEED)
+    )
+    for i, t in enumerate(scheduler.timesteps):
+        u, u_pooled = (neg, neg_pooled) if i < negative_steps else (empty, empty_pooled)
+        out = pipe.transformer(
+            hidden_states=torch.cat([latents] * 2),
+            timestep=t.expand(2),
+            encoder_hidden_states=torch.cat([u, cond]),
+            pooled_projections=torch.cat([u_pooled, pooled]),
+        ).sample
+        uncond_pred, cond_pred = out.chunk(2)
+        pred = uncond_pred + GUIDANCE * (cond_pred - uncond_pred)
+        latents = scheduler.step(pred, t, latents).prev_sample
+    vae = pipe.vae
+    image = vae.decode(latents / vae.config.scaling_factor + vae.config.shift_factor).sample
+    return pipe.image_processor.postprocess(image, output_type="np")
+
+
+def test_manifest_and_export_check(tiny_sd3_engine_dir: Path) -> None:
+    engine = open_engine(tiny_sd3_engine_dir)
+    assert engine.family == "sd3"
+    assert engine.scoring_encoder["component"] == "text_encoder_3"
+    assert engine.tokenizer("tokenizer_2").preset == "openclip-bigg"
+    assert engine.tokenizer("tokenizer_3").max_length == MAX_SEQ
+    assert engine.component("transformer").dims["joint_length"].max == 77 + MAX_SEQ
+    for name, check in engine.manifest["check"]["components"].items():
+        assert check["status"] == "ok", name
+        assert check["max_abs_error"] < 4e-6 * max(1.0, check["max_abs_reference"]), name
+
+
+def test_joint_embedding_matches_diffusers(diffusers_pipe, ours: CfgPipeline) -> None:
+    (emb,) = ours.encode_texts([PROMPT])
+    with torch.no_grad():
+        cond, _, pooled, _ = diffusers_pipe.encode_prompt(
+            PROMPT, None, None, do_classifier_free_guidance=False, max_sequence_length=MAX_SEQ
+        )
+    assert emb.sequence.shape == tuple(cond.shape[1:])
+    np.testing.assert_allclose(emb.sequence, cond[0].numpy(), atol=2e-5)
+    np.testing.assert_allclose(emb.pooled, pooled[0].numpy(), atol=2e-5)
+    a, b, t5 = np.ones((1, 77, 3)), np.full((1, 77, 2), 2.0), np.full((1, 5, 8), 3.0)
+    joined = joint_sequence(a, b, t5)
+    assert joined.shape == (1, 82, 8)
+    assert (joined[0, :77, :3] == 1).all() and (joined[0, :77, 3:5] == 2).all()
+    assert (joined[0, :77, 5:] == 0).all() and (joined[0, 77:] == 3).all()
+
+
+def test_no_negative_and_negative_match_diffusers(diffusers_pipe, ours: CfgPipeline) -> None:
+    without = diffusers_images(diffusers_pipe, None)
+    with_neg = diffusers_images(diffusers_pipe, NEGATIVE)
+    assert np.abs(without - with_neg).max() > 10 * ATOL
+    got = ours.sample(PROMPT, seed=SEED, negatives=(None, NEGATIVE), params=params()).images
+    np.testing.assert_allclose(got[0], without[0], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(got[1], with_neg[0], atol=ATOL, rtol=0)
+
+
+def test_negative_for_first_steps_matches_reference_loop(diffusers_pipe, ours) -> None:
+    full = reference_with_cutoff(diffusers_pipe, NEGATIVE, STEPS)
+    np.testing.assert_allclose(full, diffusers_images(diffusers_pipe, NEGATIVE), atol=1e-6)
+    cutoff = 1
+    expected = reference_with_cutoff(diffusers_pipe, NEGATIVE, cutoff)
+    assert np.abs(expected - full).max() > 10 * ATOL
+    got = ours.sample(PROMPT, seed=SEED, negatives=(NEGATIVE,), params=params(cutoff)).images
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+
+
+def test_batched_candidates_equal_separate_runs(ours: CfgPipeline) -> None:
+    negatives = (NEGATIVE, None, "a dog")
+    p = params(2)
+    batched = ours.sample(PROMPT, seed=SEED, negatives=negatives, params=p).images
+    for k, neg in enumerate(negatives):
+        alone = ours.sample(PROMPT, seed=SEED, negatives=(neg,), params=p).images[0]
+        np.testing.assert_allclose(batched[k], alone, atol=1e-5, rtol=0)
+
+
+def test_generator_contract_and_t5_scoring(ours: CfgPipeline, diffusers_pipe) -> None:
+    assert isinstance(ours, ImageGenerator) and ours.family == "sd3"
+    assert ours.default_params.guidance == 7.0 and ours.default_params.steps == 28
+    scorer = ours.scoring_encoder()
+    batch = scorer.tokenizer.encode_batch(["a red cube", "two dogs on grass"], padding="max_length")
+    ids = np.asarray(batch.input_ids, dtype=np.int64)
+    mask = np.asarray(batch.attention_mask, dtype=np.int64)
+    hidden = scorer.encode(ids, mask)
+    with torch.no_grad():
+        want = diffusers_pipe.text_encoder_3(
+            torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)
+        )[0]
+    np.testing.assert_allclose(hidden, want.numpy(), atol=1e-4)
