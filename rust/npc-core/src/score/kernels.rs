@@ -72,79 +72,144 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f64 {
     total
 }
 
-/// `N` dot products in one pass, each with exactly the arithmetic of [`dot_portable`] (lane `l`
-/// holds the elements `l mod 32` of a block, lanes fold to 8 in the same pairs, then f64), so the
-/// results are bitwise those of separate portable calls. AVX intrinsics, because the
-/// auto-vectorised 32-lane array spills badly; interleaving the pairs shares loads and hides
-/// add latency.
+/// Folds a block's 4 x 8 lane accumulators to 8 lanes, in the pairs [`lane_sum`] uses, and adds
+/// their f64 sum to `total`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn fold_block_avx(total: &mut f64, lanes: &[std::arch::x86_64::__m256; 4]) {
+    use std::arch::x86_64::{_mm256_add_ps, _mm256_storeu_ps};
+    // SAFETY: only called from AVX2-enabled functions; `eight` holds exactly 8 f32.
+    unsafe {
+        let folded = _mm256_add_ps(
+            _mm256_add_ps(lanes[0], lanes[1]),
+            _mm256_add_ps(lanes[2], lanes[3]),
+        );
+        let mut eight = [0.0f32; 8];
+        _mm256_storeu_ps(eight.as_mut_ptr(), folded);
+        *total += fold8(&eight);
+    }
+}
+
+/// `[dot(x, y) for y in ys]` in one pass that loads `x` once, each with exactly the arithmetic of
+/// [`dot_portable`] (lane `l` holds the elements `l mod 32` of a block, lanes fold to 8 in the
+/// same pairs, then f64), so results are bitwise those of the portable code. AVX intrinsics,
+/// because the auto-vectorised 32-lane array spills badly.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn dots_avx2<const N: usize>(pairs: &[(&[f32], &[f32]); N]) -> [f64; N] {
+fn dots_shared_avx2<const N: usize>(x: &[f32], ys: &[&[f32]; N]) -> [f64; N] {
     use std::arch::x86_64::{
-        __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+        __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps,
     };
-    let n = pairs
-        .iter()
-        .map(|(a, b)| a.len().min(b.len()))
-        .min()
-        .unwrap_or(0);
+    let n = ys.iter().map(|y| y.len()).fold(x.len(), usize::min);
     let full = n / BLOCK * BLOCK;
     let mut totals = [0.0f64; N];
     let mut start = 0;
     while start < full {
-        let mut acc: [[__m256; LANES / 8]; N] = [[_mm256_setzero_ps(); LANES / 8]; N];
+        let mut acc: [[__m256; 4]; N] = [[_mm256_setzero_ps(); 4]; N];
         for chunk in (start..start + BLOCK).step_by(LANES) {
-            for (lanes, (a, b)) in acc.iter_mut().zip(pairs) {
-                for (r, lane) in lanes.iter_mut().enumerate() {
-                    let at = chunk + 8 * r;
-                    // SAFETY: at + 8 <= start + BLOCK <= full <= n <= both lengths.
-                    let (x, y) = unsafe {
-                        (
-                            _mm256_loadu_ps(a.as_ptr().add(at)),
-                            _mm256_loadu_ps(b.as_ptr().add(at)),
-                        )
-                    };
-                    *lane = _mm256_add_ps(*lane, _mm256_mul_ps(x, y));
+            for r in 0..4 {
+                let at = chunk + 8 * r;
+                // SAFETY: at + 8 <= start + BLOCK <= full <= n <= every length.
+                let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(at)) };
+                for (lanes, y) in acc.iter_mut().zip(ys) {
+                    // SAFETY: as above.
+                    let yv = unsafe { _mm256_loadu_ps(y.as_ptr().add(at)) };
+                    lanes[r] = _mm256_add_ps(lanes[r], _mm256_mul_ps(xv, yv));
                 }
             }
         }
         for (total, lanes) in totals.iter_mut().zip(&acc) {
-            let folded = _mm256_add_ps(
-                _mm256_add_ps(lanes[0], lanes[1]),
-                _mm256_add_ps(lanes[2], lanes[3]),
-            );
-            let mut eight = [0.0f32; 8];
-            // SAFETY: `eight` holds exactly 8 f32.
-            unsafe { _mm256_storeu_ps(eight.as_mut_ptr(), folded) };
-            *total += fold8(&eight);
+            fold_block_avx(total, lanes);
         }
         start += BLOCK;
     }
-    for (total, (a, b)) in totals.iter_mut().zip(pairs) {
-        add_tail(total, &a[full..n], &b[full..n]);
+    for (total, y) in totals.iter_mut().zip(ys) {
+        add_tail(total, &x[full..n], &y[full..n]);
     }
     totals
 }
 
-/// `[sum(a_i * b_i) for (a, b) in pairs]`, in one pass over the data; all slices must have the
-/// same length.
-#[inline]
-pub fn dots<const N: usize>(pairs: [(&[f32], &[f32]); N]) -> [f64; N] {
-    debug_assert!(pairs
-        .iter()
-        .all(|(a, b)| a.len() == b.len() && a.len() == pairs[0].0.len()));
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { dots_avx2(&pairs) };
+/// `[x.x, x.y, y.y]` in one pass loading each vector once; arithmetic as [`dots_shared_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::needless_range_loop)] // `r` indexes three accumulator sets at once
+fn self_and_cross_avx2(x: &[f32], y: &[f32]) -> [f64; 3] {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps,
+    };
+    let n = x.len().min(y.len());
+    let full = n / BLOCK * BLOCK;
+    let mut totals = [0.0f64; 3];
+    let mut start = 0;
+    while start < full {
+        let mut acc: [[__m256; 4]; 3] = [[_mm256_setzero_ps(); 4]; 3];
+        for chunk in (start..start + BLOCK).step_by(LANES) {
+            for r in 0..4 {
+                let at = chunk + 8 * r;
+                // SAFETY: at + 8 <= start + BLOCK <= full <= n <= both lengths.
+                let (xv, yv) = unsafe {
+                    (
+                        _mm256_loadu_ps(x.as_ptr().add(at)),
+                        _mm256_loadu_ps(y.as_ptr().add(at)),
+                    )
+                };
+                acc[0][r] = _mm256_add_ps(acc[0][r], _mm256_mul_ps(xv, xv));
+                acc[1][r] = _mm256_add_ps(acc[1][r], _mm256_mul_ps(xv, yv));
+                acc[2][r] = _mm256_add_ps(acc[2][r], _mm256_mul_ps(yv, yv));
+            }
+        }
+        for (total, lanes) in totals.iter_mut().zip(&acc) {
+            fold_block_avx(total, lanes);
+        }
+        start += BLOCK;
     }
-    pairs.map(|(a, b)| dot_portable(a, b))
+    let (xt, yt) = (&x[full..n], &y[full..n]);
+    add_tail(&mut totals[0], xt, xt);
+    add_tail(&mut totals[1], xt, yt);
+    add_tail(&mut totals[2], yt, yt);
+    totals
+}
+
+#[inline(always)]
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `[dot(x, y) for y in ys]`, in one pass over the data; all slices must have the same length.
+#[inline]
+pub fn dots_shared<const N: usize>(x: &[f32], ys: [&[f32]; N]) -> [f64; N] {
+    debug_assert!(ys.iter().all(|y| y.len() == x.len()));
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { dots_shared_avx2(x, &ys) };
+    }
+    ys.map(|y| dot_portable(x, y))
+}
+
+/// `[x.x, x.y, y.y]` in one pass; `x` and `y` must have the same length.
+#[inline]
+pub fn self_and_cross(x: &[f32], y: &[f32]) -> [f64; 3] {
+    debug_assert_eq!(x.len(), y.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { self_and_cross_avx2(x, y) };
+    }
+    [dot_portable(x, x), dot_portable(x, y), dot_portable(y, y)]
 }
 
 /// `sum(a[i] * b[i])`; `a` and `b` must have the same length.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f64 {
-    dots([(a, b)])[0]
+    dots_shared(a, [b])[0]
 }
 
 /// `dot(x, row)` for every row, three rows per pass over `x`.
@@ -153,26 +218,38 @@ pub fn dots_against<'a>(x: &[f32], rows: impl ExactSizeIterator<Item = &'a [f32]
     let mut out = Vec::with_capacity(rows.len());
     let mut groups = rows.chunks_exact(3);
     for g in &mut groups {
-        out.extend(dots([(x, g[0]), (x, g[1]), (x, g[2])]));
+        out.extend(dots_shared(x, [g[0], g[1], g[2]]));
     }
     match groups.remainder() {
-        [a, b] => out.extend(dots([(x, *a), (x, *b)])),
+        [a, b] => out.extend(dots_shared(x, [*a, *b])),
         [a] => out.push(dot(x, a)),
         _ => {}
     }
     out
 }
 
-/// Squared norms of the rows, three rows per pass.
+/// Squared norms of the rows.
 pub fn squared_norms<'a>(rows: impl ExactSizeIterator<Item = &'a [f32]>) -> Vec<f64> {
-    let rows: Vec<&[f32]> = rows.collect();
-    let mut out = Vec::with_capacity(rows.len());
-    let mut groups = rows.chunks_exact(3);
-    for g in &mut groups {
-        out.extend(dots([(g[0], g[0]), (g[1], g[1]), (g[2], g[2])]));
+    rows.map(|r| dot(r, r)).collect()
+}
+
+/// Ask the CPU to start loading `row` into L2 now. The scoring loop calls this for the next
+/// candidate's rows before working on cached data, so the main-memory reads overlap compute
+/// instead of stalling it (the hardware prefetcher only follows the stream already being read).
+#[inline]
+pub fn prefetch(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        const FLOATS_PER_LINE: usize = 16;
+        for at in (0..row.len()).step_by(FLOATS_PER_LINE) {
+            // SAFETY: SSE is part of the x86-64 baseline; a prefetch never faults, and the
+            // address is inside `row` anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(row[at..].as_ptr().cast()) };
+        }
     }
-    out.extend(groups.remainder().iter().map(|r| dot(r, r)));
-    out
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
 }
 
 #[inline(always)]

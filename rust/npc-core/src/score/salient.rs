@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{cosine_from_parts, dots, dots_against, squared_norms};
+use super::kernels::{cosine_from_parts, dots_against, prefetch, self_and_cross, squared_norms};
 use crate::error::{Error, Result};
 
 /// A row-major `[rows, cols]` f32 matrix borrowed from the caller, with the argument name used in
@@ -217,6 +217,9 @@ fn score_prompt(input: &RaggedInput, i: usize, delta: &mut [f32]) -> Vec<[f64; 3
     let qty_range = input.qty_offsets[i]..input.qty_offsets[i + 1];
     let obj_range = input.obj_offsets[i]..input.obj_offsets[i + 1];
     let n_qty = qty_range.len();
+    let first = input.cand_offsets[i];
+    prefetch(input.cand_embs.row(first));
+    prefetch(input.cand_phrases.row(first));
     // Quantity rows then object rows: one list, so the dot products group across both.
     let targets: Vec<&[f32]> = rows(&input.qty_phrases, qty_range)
         .chain(rows(&input.obj_phrases, obj_range))
@@ -227,19 +230,26 @@ fn score_prompt(input: &RaggedInput, i: usize, delta: &mut [f32]) -> Vec<[f64; 3
         .collect();
     let targets_finite = target_norms.iter().all(|n| n.is_finite());
     let prompt = input.prompt_embs.row(i);
-    (input.cand_offsets[i]..input.cand_offsets[i + 1])
+    let cands = input.cand_offsets[i]..input.cand_offsets[i + 1];
+    let last = cands.end - 1;
+    cands
         .map(|k| {
             for ((x, &pv), &cv) in delta.iter_mut().zip(prompt).zip(input.cand_embs.row(k)) {
                 *x = pv - cv;
             }
             let delta: &[f32] = delta;
             let phrase = input.cand_phrases.row(k);
-            let [dd, df, ff] = dots([(delta, delta), (delta, phrase), (phrase, phrase)]);
+            let [dd, df, ff] = self_and_cross(delta, phrase);
             let (delta_norm, phrase_norm) = (dd.sqrt(), ff.sqrt());
             if !(targets_finite && delta_norm.is_finite() && phrase_norm.is_finite()) {
                 return [f64::NAN; 3];
             }
             let s_cand = cosine_from_parts(df, delta_norm, phrase_norm);
+            if k < last {
+                // The next candidate's rows come from memory while these dots run from cache.
+                prefetch(input.cand_embs.row(k + 1));
+                prefetch(input.cand_phrases.row(k + 1));
+            }
             let cosines: Vec<f64> = dots_against(delta, targets.iter().copied())
                 .into_iter()
                 .zip(&target_norms)
