@@ -237,6 +237,8 @@ class Pipeline:
         negatives: Sequence[str | None] = (None,),
         params: GenerationParams | None = None,
     ) -> list[GeneratedImage]:
+        """One uint8 image per negative (``ImageGenerator.generate``); all from one batched
+        sampling call, so every image carries that call's (shared) stage timings."""
         params = self.resolve_params(params)
         samples = self.sample(prompt, seed=seed, negatives=negatives, params=params)
         pixels = to_uint8(samples.images)
