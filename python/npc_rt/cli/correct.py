@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from npc_rt.cli._judge_args import add_judge_options, judge_options
 from npc_rt.errors import InvalidInputError
 
 # Exit status when the run finished but a judge failed (unknown verdict or an outage mid-run):
@@ -43,26 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     judge = parser.add_argument_group("judges")
     judge.add_argument("--judge", choices=judge_kinds(), default="openai", help="judge kind")
-    judge.add_argument("--base-url", help="OpenAI-compatible API base URL (all roles)")
-    judge.add_argument(
-        "--api-key-env",
-        help="name of the environment variable holding the API key ('' for none); "
-        "default OPENAI_API_KEY",
-    )
-    judge.add_argument("--model", help="model for every role without its own")
-    judge.add_argument("--verifier-model")
-    judge.add_argument("--captioner-model")
-    judge.add_argument("--proposer-model")
-    judge.add_argument("--timeout", type=float, help="seconds per judge request")
-    judge.add_argument("--retries", type=int, help="retries per judge request")
-    judge.add_argument("--concurrency", type=int, help="requests in flight per role")
-    judge.add_argument(
-        "--judge-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other option of the judge kind (VALUE read as JSON when it is JSON); repeatable",
-    )
+    add_judge_options(judge)
 
     loop = parser.add_argument_group("correction")
     loop.add_argument("--k", type=int, default=5, help="candidate negatives (default 5)")
@@ -157,35 +139,6 @@ def summarize(result: Any) -> dict[str, Any]:
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "errors": list(result.errors),
     }
-
-
-def judge_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The judge flags as ``build_judges`` options (unset flags left out)."""
-    options: dict[str, Any] = {}
-    for name in (
-        "base_url",
-        "api_key_env",
-        "model",
-        "verifier_model",
-        "captioner_model",
-        "proposer_model",
-        "timeout",
-        "retries",
-        "concurrency",
-    ):
-        value = getattr(args, name, None)
-        if value is not None:
-            options[name] = value
-    for item in args.judge_option:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise InvalidInputError(f"--judge-option expects KEY=VALUE, got {item!r}")
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
-    return options
 
 
 def _metadata(value: str | None) -> dict[str, Any] | None:

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from npc_rt.cli._judge_args import add_judge_options
+from npc_rt.cli._judge_args import judge_options as judge_options_of
 from npc_rt.errors import InvalidInputError, NpcIOError
 
 JUDGE_KINDS = ("local", "openai", "cascade")
@@ -44,20 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     judge = parser.add_argument_group("judge options (passed to npc_rt.judges.build_judges)")
-    judge.add_argument("--base-url", help="OpenAI-compatible API base URL")
-    judge.add_argument("--model", help="model for every VLM/LLM role")
-    judge.add_argument("--verifier-model")
-    judge.add_argument("--captioner-model")
-    judge.add_argument("--proposer-model")
-    judge.add_argument("--api-key-env", help="name of the environment variable holding the API key")
-    judge.add_argument("--timeout", type=float, help="seconds per judge request")
-    judge.add_argument(
-        "--judge-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other judge option (VALUE parsed as JSON when it is JSON); repeatable",
-    )
+    add_judge_options(judge)
+
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument(
         "--images-per-prompt",
@@ -102,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     plan = EvalPlan(prompts=prompts, seeds=seeds_for(args.images_per_prompt, args.seeds))
     if args.k < 1:
         raise InvalidInputError(f"--k must be at least 1, got {args.k}")
-    judge_options = collect_judge_options(args)
+    judge_options = judge_options_of(args)
     engine = _load_engine(args.engine)
     from npc_rt.judges.factory import build_judges
 
@@ -196,32 +186,6 @@ def generation_params(engine: Any, *, steps: int | None, size: str | None) -> An
             raise InvalidInputError(f"--size expects HxW such as 512x512, got {size!r}")
         params = dataclasses.replace(params, height=int(parts[0]), width=int(parts[1]))
     return params
-
-
-def collect_judge_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for name in (
-        "base_url",
-        "model",
-        "verifier_model",
-        "captioner_model",
-        "proposer_model",
-        "api_key_env",
-        "timeout",
-    ):
-        value = getattr(args, name, None)
-        if value is not None:
-            options[name] = value
-    for item in args.judge_option:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise InvalidInputError(f"--judge-option expects KEY=VALUE, got {item!r}")
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
-    return options
 
 
 def _load_engine(path: Path) -> Any:
