@@ -57,10 +57,14 @@ def _run(args: argparse.Namespace) -> int:
         v = attempt.verdict
         print(f"  attempt {attempt.index}: negative {attempt.negative!r} -> correct={v.correct}")
     chosen = summary["chosen"]
-    print(f"chosen: {chosen['image']} (negative {chosen['negative']!r}, score {chosen['score']:.3f})")
+    print(
+        f"chosen: {chosen['image']} (negative {chosen['negative']!r}, score {chosen['score']:.3f})"
+    )
     print(f"total: {summary['timings'].get('total', 0.0):.2f}s")
     print(f"run directory: {run_dir}")
     if run_dir is not None:
         print(f"contact sheet: {Path(run_dir) / 'contact_sheet.png'}")
-    print("note: the demo engine has random weights; its images are not meant to look like anything.")
+    print(
+        "note: the demo engine has random weights; its images are not meant to look like anything."
+    )
     return 0
