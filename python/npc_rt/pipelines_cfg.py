@@ -323,6 +323,11 @@ class CfgPipeline:
                 found[text] = emb
         return [found[t] for t in texts]  # type: ignore[misc]
 
+    def clear_text_cache(self) -> None:
+        """Forget every cached text embedding (the empty prompt's too); tokenizers stay loaded."""
+        self._cache = _LruCache(self._cache.capacity)
+        self._empty = None
+
     def empty_embedding(self) -> TextEmbedding:
         if self._empty is None:
             self._empty = self._family.empty_embedding(
