@@ -272,6 +272,16 @@ def test_prompt_is_encoded_once_across_attempts(ours) -> None:
     assert pipe.text_cache.hits >= 2
 
 
+def test_clear_text_cache_encodes_again(ours) -> None:
+    calls = _SpyBackend(ours.backend)
+    pipe = _with_backend(ours, calls)
+    pipe.encode_texts([PROMPT])
+    pipe.clear_text_cache()
+    again = pipe.encode_texts([PROMPT])[0]
+    assert sum(1 for name, _ in calls.calls if name == flux.T5) == 2
+    np.testing.assert_array_equal(again.sequence, ours.encode_texts([PROMPT])[0].sequence)
+
+
 def test_cached_embedding_equals_fresh(ours) -> None:
     from npc_rt.pipeline import Pipeline
 

@@ -419,6 +419,10 @@ class Pipeline:
     def text_cache(self) -> _LruCache:
         return self._cache
 
+    def clear_text_cache(self) -> None:
+        """Forget every cached text embedding (the next prompt is encoded again)."""
+        self._cache = _LruCache(self._cache.capacity)
+
     def _pad_id(self, spec: Any) -> int:
         if spec.pad_id is None:
             raise EngineError(f"tokenizer {spec.name} has no pad_id in the manifest")
