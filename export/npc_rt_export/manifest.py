@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from npc_rt.records import atomic_write_bytes
 
 FORMAT_NAME = "npc-rt-engine"
 FORMAT_VERSION = 1
@@ -47,15 +47,4 @@ def write_manifest(engine_dir: Path, manifest: dict) -> Path:
     """
     path = Path(engine_dir) / MANIFEST_FILE
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json.tmp", dir=engine_dir)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an engine is meant to be shared read-only
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, text.encode("utf-8"))
