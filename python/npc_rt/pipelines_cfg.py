@@ -32,8 +32,15 @@ from npc_rt.families import flux
 from npc_rt.families.cfg_config import CfgConfig, TextEmbedding
 from npc_rt.generator import GeneratedImage, GenerationParams
 from npc_rt.images import to_uint8
+from npc_rt.pipeline import (
+    _NOISE_DTYPE,
+    Randn,
+    Samples,
+    _default_randn,
+    _encode_tokens,
+    _LruCache,
+)
 from npc_rt.pipeline import Pipeline as _FluxPipeline
-from npc_rt.pipeline import Randn, Samples, _default_randn, _encode_tokens, _LruCache
 
 EMPTY_PROMPT = ""
 
@@ -265,10 +272,12 @@ class CfgPipeline:
         return Samples(images, {"encode": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2})
 
     def initial_noise(self, seed: int, height: int, width: int) -> np.ndarray:
-        """``[1, C, h, w]`` float32: the torch.randn draw of the pipeline's prepare_latents."""
+        """``[1, C, h, w]`` float32: the torch.randn draw of the pipeline's prepare_latents, in
+        the engine's dtype as diffusers draws it (then widened; the loop runs in float32)."""
         randn = self._randn or _default_randn()
         shape = self._config.noise_shape(height, width)
-        return np.asarray(randn(shape, seed, dtype="float32"), dtype=np.float32)
+        dtype = _NOISE_DTYPE.get(self._engine.precision, "float32")
+        return np.asarray(randn(shape, seed, dtype=dtype), dtype=np.float32)
 
     def denoise(
         self,
