@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,109 +54,6 @@ MODELS = {
 # --------------------------------------------------------------------------- building models
 
 
-def build_small_flux(out_dir: Path, text_length: int, seed: int = 0) -> Path:
-    """A random-weight FLUX pipeline sized like a small DiT (see the module docstring)."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        FlowMatchEulerDiscreteScheduler,
-        FluxPipeline,
-        FluxTransformer2DModel,
-    )
-    from npc_rt_export.tiny.flux import FLUX_DEV_SCHEDULER, T5_VOCAB_SIZE
-    from npc_rt_export.tiny.tokenizer_assets import clip_vocab_files, train_t5_spiece
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTokenizer,
-        T5Config,
-        T5EncoderModel,
-        T5TokenizerFast,
-    )
-
-    assets = out_dir.parent / f"{out_dir.name}-tokenizer-assets"
-    vocab_json, merges_txt = clip_vocab_files(assets / "clip")
-    spiece = train_t5_spiece(assets / "t5", vocab_size=T5_VOCAB_SIZE)
-    torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=256,
-            intermediate_size=1024,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=256,
-            hidden_act="quick_gelu",
-            bos_token_id=0,
-            pad_token_id=1,
-            eos_token_id=2,
-        )
-    )
-    text_encoder_2 = T5EncoderModel(
-        T5Config(
-            vocab_size=T5_VOCAB_SIZE,
-            d_model=512,
-            d_kv=64,
-            d_ff=1024,
-            num_layers=4,
-            num_heads=8,
-            feed_forward_proj="gated-gelu",
-            tie_word_embeddings=False,
-            dropout_rate=0.0,
-        )
-    )
-    transformer = FluxTransformer2DModel(
-        patch_size=1,
-        in_channels=64,
-        num_layers=2,
-        num_single_layers=4,
-        attention_head_dim=64,
-        num_attention_heads=6,
-        joint_attention_dim=512,
-        pooled_projection_dim=256,
-        guidance_embeds=True,
-        axes_dims_rope=(16, 24, 24),
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(32, 64, 128, 128),
-        layers_per_block=1,
-        latent_channels=16,
-        norm_num_groups=32,
-        sample_size=256,
-        scaling_factor=0.3611,
-        shift_factor=0.1159,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    )
-    pipe = FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(**FLUX_DEV_SCHEDULER),
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=CLIPTokenizer.from_pretrained(
-            vocab_json.parent, model_max_length=77, pad_token="<|endoftext|>"
-        ),
-        text_encoder_2=text_encoder_2,
-        tokenizer_2=T5TokenizerFast.from_pretrained(
-            spiece.parent, extra_ids=0, model_max_length=512
-        ),
-        transformer=transformer,
-    )
-    pipe.save_pretrained(out_dir)
-    # transformers 5 saves only tokenizer.json; the exporter converts the source vocabularies
-    for source, folder in (
-        (vocab_json, "tokenizer"),
-        (merges_txt, "tokenizer"),
-        (spiece, "tokenizer_2"),
-    ):
-        shutil.copyfile(source, out_dir / folder / source.name)
-    return out_dir
-
-
 def prepare(model: str, work: Path) -> tuple[Path, Path, float, float]:
     """Build and export ``model``; return (pipeline dir, engine dir, build s, export s)."""
     from npc_rt_export import ExportOptions, export_pipeline
@@ -168,18 +64,14 @@ def prepare(model: str, work: Path) -> tuple[Path, Path, float, float]:
     engine = work / f"{model}-engine"
     if (src / "model_index.json").is_file() and (engine / "manifest.json").is_file():
         return src, engine, 0.0, 0.0  # reused from an earlier run with the same --work
-    if model == "tiny":
-        from npc_rt_export.tiny.flux import build_tiny_flux_pipeline
+    from npc_rt_export.tiny.flux import SMALL_DIT_FLUX, TINY_FLUX, build_tiny_flux_pipeline
 
-        build_tiny_flux_pipeline(src)
-    else:
-        build_small_flux(src, cfg["text_length"])
+    build_tiny_flux_pipeline(src, sizes=TINY_FLUX if model == "tiny" else SMALL_DIT_FLUX)
     t1 = time.perf_counter()
     size = (cfg["height"], cfg["width"])
     options = ExportOptions(
         precision="fp32",
         max_batch=8,
-        # a range, not one size: the exporter cannot trace a dimension with min == max
         min_size=(size[0] // 2, size[1] // 2),
         opt_size=size,
         max_size=size,

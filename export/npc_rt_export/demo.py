@@ -15,15 +15,16 @@ import hashlib
 import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from npc_rt_export.exporter import export_pipeline
 from npc_rt_export.options import ExportOptions
-from npc_rt_export.tiny.flux import build_tiny_flux_pipeline
+from npc_rt_export.tiny.flux import TINY_FLUX, build_tiny_flux_pipeline
 
 DEMO_SEED = 20260
-DEMO_CLIP_WIDTH = 8
-"""CLIP's 49408 x width embedding table is most of the bytes; 8 keeps the engine a few MB."""
+DEMO_SIZES = replace(TINY_FLUX, clip_width=8)
+"""CLIP's 49408 x width embedding table is most of the bytes; width 8 keeps the engine a few MB."""
 
 DEMO_EXPORT = ExportOptions(
     precision="fp32",
@@ -44,7 +45,7 @@ def build_demo_engine(out_dir: Path, log=None) -> Path:
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="npc-demo-") as scratch:
         pipeline_dir = build_tiny_flux_pipeline(
-            Path(scratch) / "pipeline", seed=DEMO_SEED, clip_width=DEMO_CLIP_WIDTH
+            Path(scratch) / "pipeline", seed=DEMO_SEED, sizes=DEMO_SIZES
         )
         export_pipeline(pipeline_dir, out_dir, DEMO_EXPORT, log=log)
     return out_dir

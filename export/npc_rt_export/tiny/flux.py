@@ -11,6 +11,7 @@ trained in-process (``npc_rt_export.tiny.tokenizer_assets``).
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from npc_rt_export.tiny.tokenizer_assets import clip_vocab_files, train_t5_spiece
@@ -43,13 +44,56 @@ FLUX_DEV_SCHEDULER = {
 """FLUX.1-dev's FlowMatchEulerDiscreteScheduler settings."""
 
 
-def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0, clip_width: int = 32) -> Path:
-    """Build a tiny random-weight ``FluxPipeline`` and ``save_pretrained`` it into ``out_dir``.
+@dataclass(frozen=True)
+class FluxSizes:
+    """The widths and depths of a random-weight FLUX pipeline (everything else is FLUX's)."""
 
-    Returns ``out_dir``. Deterministic for a given ``seed`` (weights and tokenizer files).
-    ``clip_width`` is CLIP's hidden size (and so the pooled projection's); CLIP's 49408-token
-    embedding table dominates the size, so the shipped demo engine uses a narrower one.
-    """
+    clip_width: int = 32  # CLIP hidden size, and so the pooled projection's
+    clip_ff: int = 64
+    clip_layers: int = 2
+    t5_width: int = 32
+    t5_kv: int = 8
+    t5_ff: int = 64
+    t5_layers: int = 2
+    t5_heads: int = 4
+    double_blocks: int = 1
+    single_blocks: int = 2
+    head_dim: int = 16
+    heads: int = 2
+    rope_axes: tuple[int, int, int] = (4, 6, 6)
+    vae_channels: tuple[int, int, int, int] = (8, 8, 16, 16)
+    vae_groups: int = 4
+    vae_sample_size: int = 64
+
+
+TINY_FLUX = FluxSizes()
+"""Seconds to build, export and sample on two CPU cores: the tests' model."""
+
+SMALL_DIT_FLUX = FluxSizes(
+    clip_width=256,
+    clip_ff=1024,
+    clip_layers=4,
+    t5_width=512,
+    t5_kv=64,
+    t5_ff=1024,
+    t5_layers=4,
+    t5_heads=8,
+    double_blocks=2,
+    single_blocks=4,
+    head_dim=64,
+    heads=6,
+    rope_axes=(16, 24, 24),
+    vae_channels=(32, 64, 128, 128),
+    vae_groups=32,
+    vae_sample_size=256,
+)
+"""Sized like a real small DiT (about 200 MB) that still fits a 2-core benchmark run."""
+
+
+def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0, sizes: FluxSizes = TINY_FLUX) -> Path:
+    """Build a random-weight ``FluxPipeline`` of ``sizes`` and ``save_pretrained`` it into
+    ``out_dir``. Returns ``out_dir``. Deterministic for a given ``seed`` (weights and tokenizer
+    files)."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -77,12 +121,12 @@ def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0, clip_width: int = 32)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=49408,
-            hidden_size=clip_width,
-            intermediate_size=64,
-            num_hidden_layers=2,
+            hidden_size=sizes.clip_width,
+            intermediate_size=sizes.clip_ff,
+            num_hidden_layers=sizes.clip_layers,
             num_attention_heads=4,
             max_position_embeddings=77,
-            projection_dim=clip_width,
+            projection_dim=sizes.clip_width,
             hidden_act="quick_gelu",
             bos_token_id=0,
             pad_token_id=1,
@@ -93,11 +137,11 @@ def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0, clip_width: int = 32)
     text_encoder_2 = T5EncoderModel(
         T5Config(
             vocab_size=T5_VOCAB_SIZE,
-            d_model=32,
-            d_kv=8,
-            d_ff=64,
-            num_layers=2,
-            num_heads=4,
+            d_model=sizes.t5_width,
+            d_kv=sizes.t5_kv,
+            d_ff=sizes.t5_ff,
+            num_layers=sizes.t5_layers,
+            num_heads=sizes.t5_heads,
             relative_attention_num_buckets=32,
             relative_attention_max_distance=128,
             feed_forward_proj="gated-gelu",
@@ -108,14 +152,14 @@ def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0, clip_width: int = 32)
     transformer = FluxTransformer2DModel(
         patch_size=1,
         in_channels=64,
-        num_layers=1,
-        num_single_layers=2,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        pooled_projection_dim=clip_width,
+        num_layers=sizes.double_blocks,
+        num_single_layers=sizes.single_blocks,
+        attention_head_dim=sizes.head_dim,
+        num_attention_heads=sizes.heads,
+        joint_attention_dim=sizes.t5_width,
+        pooled_projection_dim=sizes.clip_width,
         guidance_embeds=True,
-        axes_dims_rope=(4, 6, 6),
+        axes_dims_rope=sizes.rope_axes,
     )
     # Four blocks keep FLUX's 8x downsampling (vae_scale_factor 8); no quant convs, as FLUX's VAE.
     vae = AutoencoderKL(
@@ -123,11 +167,11 @@ def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0, clip_width: int = 32)
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16),
+        block_out_channels=sizes.vae_channels,
         layers_per_block=1,
         latent_channels=16,
-        norm_num_groups=4,
-        sample_size=64,
+        norm_num_groups=sizes.vae_groups,
+        sample_size=sizes.vae_sample_size,
         scaling_factor=0.3611,
         shift_factor=0.1159,
         use_quant_conv=False,
