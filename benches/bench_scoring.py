@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
         f"D={w.dim}; pooling {hidden.shape[0]} texts x L={w.seq_len} ({w.hidden_dtype}, "
         f"{hidden.nbytes / 2**20:.0f} MiB); {os.cpu_count()} CPUs, numpy {np.__version__}"
     )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"1-min load average before timing: {load:.1f} (other processes slow every peer)")
     groups = check_agreement(w, hidden, mask)
     print("all peers agree (scores rtol 1e-4, identical rankings)")
 

@@ -170,6 +170,70 @@ fn self_and_cross_avx2(x: &[f32], y: &[f32]) -> [f64; 3] {
     totals
 }
 
+/// Writes `delta = p - c` and returns `[delta.delta, delta.f, f.f]`, in one pass over `p`, `c`
+/// and `f`; arithmetic as [`self_and_cross_avx2`] on the written `delta`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::needless_range_loop)] // `r` indexes three accumulator sets at once
+fn delta_and_dots_avx2(p: &[f32], c: &[f32], f: &[f32], delta: &mut [f32]) -> [f64; 3] {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+        _mm256_sub_ps,
+    };
+    let n = p.len().min(c.len()).min(f.len()).min(delta.len());
+    let full = n / BLOCK * BLOCK;
+    let mut totals = [0.0f64; 3];
+    let mut start = 0;
+    while start < full {
+        let mut acc: [[__m256; 4]; 3] = [[_mm256_setzero_ps(); 4]; 3];
+        for chunk in (start..start + BLOCK).step_by(LANES) {
+            for r in 0..4 {
+                let at = chunk + 8 * r;
+                // SAFETY: at + 8 <= start + BLOCK <= full <= n <= every length.
+                let (xv, yv) = unsafe {
+                    let xv = _mm256_sub_ps(
+                        _mm256_loadu_ps(p.as_ptr().add(at)),
+                        _mm256_loadu_ps(c.as_ptr().add(at)),
+                    );
+                    _mm256_storeu_ps(delta.as_mut_ptr().add(at), xv);
+                    (xv, _mm256_loadu_ps(f.as_ptr().add(at)))
+                };
+                acc[0][r] = _mm256_add_ps(acc[0][r], _mm256_mul_ps(xv, xv));
+                acc[1][r] = _mm256_add_ps(acc[1][r], _mm256_mul_ps(xv, yv));
+                acc[2][r] = _mm256_add_ps(acc[2][r], _mm256_mul_ps(yv, yv));
+            }
+        }
+        for (total, lanes) in totals.iter_mut().zip(&acc) {
+            fold_block_avx(total, lanes);
+        }
+        start += BLOCK;
+    }
+    for ((x, &pv), &cv) in delta[full..n].iter_mut().zip(&p[full..n]).zip(&c[full..n]) {
+        *x = pv - cv;
+    }
+    let (xt, yt) = (&delta[full..n], &f[full..n]);
+    add_tail(&mut totals[0], xt, xt);
+    add_tail(&mut totals[1], xt, yt);
+    add_tail(&mut totals[2], yt, yt);
+    totals
+}
+
+/// Writes `delta = p - c` (f32) and returns `[delta.delta, delta.f, f.f]` in one pass; all four
+/// slices must have the same length.
+#[inline]
+pub fn delta_and_dots(p: &[f32], c: &[f32], f: &[f32], delta: &mut [f32]) -> [f64; 3] {
+    debug_assert!(p.len() == c.len() && c.len() == f.len() && f.len() == delta.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { delta_and_dots_avx2(p, c, f, delta) };
+    }
+    for ((x, &pv), &cv) in delta.iter_mut().zip(p).zip(c) {
+        *x = pv - cv;
+    }
+    self_and_cross(delta, f)
+}
+
 #[inline(always)]
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{cosine_from_parts, dots_against, prefetch, self_and_cross, squared_norms};
+use super::kernels::{cosine_from_parts, delta_and_dots, dots_against, prefetch, squared_norms};
 use crate::error::{Error, Result};
 
 /// A row-major `[rows, cols]` f32 matrix borrowed from the caller, with the argument name used in
@@ -234,12 +234,9 @@ fn score_prompt(input: &RaggedInput, i: usize, delta: &mut [f32]) -> Vec<[f64; 3
     let last = cands.end - 1;
     cands
         .map(|k| {
-            for ((x, &pv), &cv) in delta.iter_mut().zip(prompt).zip(input.cand_embs.row(k)) {
-                *x = pv - cv;
-            }
-            let delta: &[f32] = delta;
             let phrase = input.cand_phrases.row(k);
-            let [dd, df, ff] = self_and_cross(delta, phrase);
+            let [dd, df, ff] = delta_and_dots(prompt, input.cand_embs.row(k), phrase, delta);
+            let delta: &[f32] = delta;
             let (delta_norm, phrase_norm) = (dd.sqrt(), ff.sqrt());
             if !(targets_finite && delta_norm.is_finite() && phrase_norm.is_finite()) {
                 return [f64::NAN; 3];
