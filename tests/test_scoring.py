@@ -2,7 +2,7 @@
 docs/npc-method.md, the zero-vector rule, errors, and rank_candidates' single encoder call.
 
 Tolerance: the core computes dot products from float32 products (summed in float32 within
-64-element blocks, then in float64) while the reference below is float64 throughout, so each cosine
+256-element blocks, then in float64) while the reference below is float64 throughout, so each cosine
 differs by a few 1e-7 at most; rtol 1e-5 (the issue's bound) plus atol 1e-7 for components near 0,
 where a relative bound means nothing.
 """

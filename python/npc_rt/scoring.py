@@ -8,7 +8,7 @@ mask-weighted mean of the encoder's last hidden state over the full text (specia
 ``phrase`` the same over the text encoded without special tokens.
 
 Numerics (Rust core, ``rust/npc-core/src/score``): pooling sums in float64 and returns float32;
-dot products sum float32 products in 64-element blocks accumulated in float64; cosines and scores
+dot products sum float32 products in 256-element blocks accumulated in float64; cosines and scores
 are float64. ``cos`` is 0 when either vector is zero, so a zero vector is neutral (a candidate whose
 embedding equals the prompt's gets all components 0).
 

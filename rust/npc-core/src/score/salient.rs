@@ -496,7 +496,8 @@ mod tests {
             matches!(&e, Error::NonFinite(s) if s.contains("cand_embs row 1")),
             "{e}"
         );
-        // A product over 64-element blocks is summed in f32, where 1e20 * 1e20 overflows.
+        // Products inside a block (here the whole 64-element vector) are summed in f32, where
+        // 1e20 * 1e20 overflows.
         let big = [1e20f32; 64];
         let ones = [1.0f32; 64];
         let zeros = [0.0f32; 64];
