@@ -139,8 +139,10 @@ MAX_COUNT: int
 def analyze_prompt(prompt: str) -> tuple[list[str], list[str], bool]:
     """``(quantities, objects, fallback)`` of one prompt (rules: ``rust/npc-core/src/prompt.rs``)."""
 
-def analyze_prompts(prompts: list[str]) -> list[tuple[list[str], list[str], bool]]:
-    """``analyze_prompt`` over many prompts, in parallel (GIL released from 64 prompts)."""
+def analyze_prompts(prompts: list[str]) -> tuple[list[str], list[int], list[bool]]:
+    """``analyze_prompt`` over many prompts, in parallel (GIL released from 64 prompts), flat:
+    ``(words, counts, fallbacks)``; prompt ``i`` takes ``counts[2*i]`` quantities then
+    ``counts[2*i+1]`` objects from ``words`` in order."""
 
 def clean_candidates(phrases: list[str], k: int | None = None) -> list[str]:
     """Lowercase, strip trailing ``, . ; : ! ?``, collapse whitespace, keep 1-6 words without a

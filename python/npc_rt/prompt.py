@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 from npc_rt import _npc_rt
 from npc_rt.errors import InvalidInputError
@@ -84,7 +85,13 @@ def analyze_prompt(prompt: str) -> PromptTerms:
 
 def analyze_prompts(prompts: Sequence[str]) -> list[PromptTerms]:
     """``analyze_prompt`` over many prompts at once (parallel, GIL released for large batches)."""
-    return [_terms(t) for t in _npc_rt.analyze_prompts(_check_strings(prompts, "prompts"))]
+    words, counts, fallbacks = _npc_rt.analyze_prompts(_check_strings(prompts, "prompts"))
+    stream = iter(words)
+    sizes = iter(counts)
+    return [
+        PromptTerms(tuple(islice(stream, next(sizes))), tuple(islice(stream, next(sizes))), fb)
+        for fb in fallbacks
+    ]
 
 
 def clean_candidates(phrases: Sequence[str], k: int | None = None) -> list[str]:

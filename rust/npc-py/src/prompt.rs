@@ -20,16 +20,29 @@ fn analyze_prompt(prompt: &str) -> TermsTuple {
     as_tuple(prompt::analyze_prompt(prompt))
 }
 
-/// `analyze_prompt` over a list of prompts, in parallel.
+/// `analyze_prompt` over a list of prompts, in parallel, returned flat to keep the number of
+/// Python containers small (thousands of small lists make the garbage collector the bottleneck):
+/// `(words, counts, fallbacks)` where prompt `i` has `counts[2i]` quantities then `counts[2i+1]`
+/// objects, taken in order from `words`.
 #[pyfunction]
-fn analyze_prompts(py: Python<'_>, prompts: Vec<String>) -> Vec<TermsTuple> {
+fn analyze_prompts(py: Python<'_>, prompts: Vec<String>) -> (Vec<String>, Vec<usize>, Vec<bool>) {
     let run = || prompt::analyze_prompts(&prompts);
     let terms = if prompts.len() >= DETACH_MIN_ITEMS {
         py.detach(run)
     } else {
         run()
     };
-    terms.into_iter().map(as_tuple).collect()
+    let mut words = Vec::new();
+    let mut counts = Vec::with_capacity(2 * terms.len());
+    let mut fallbacks = Vec::with_capacity(terms.len());
+    for t in terms {
+        counts.push(t.quantities.len());
+        counts.push(t.objects.len());
+        fallbacks.push(t.fallback);
+        words.extend(t.quantities);
+        words.extend(t.objects);
+    }
+    (words, counts, fallbacks)
 }
 
 /// The cleaned candidate list (first `k` kept; `None`: all).
