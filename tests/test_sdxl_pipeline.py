@@ -177,3 +177,28 @@ def test_bad_input_is_refused_before_compute(ours: CfgPipeline) -> None:
         ours.sample(PROMPT, seed=SEED, params=GenerationParams(STEPS, 256, 64, GUIDANCE, 1.0, None))
     with pytest.raises(InvalidInputError, match="prompt"):
         ours.sample("  ", seed=SEED, params=params())
+
+
+def test_guidance_one_disables_cfg_as_diffusers(diffusers_pipe, ours: CfgPipeline) -> None:
+    expected = diffusers_pipe(
+        PROMPT,
+        num_inference_steps=2,
+        height=SIZE,
+        width=SIZE,
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(SEED),
+        output_type="np",
+    ).images
+    p = GenerationParams(2, SIZE, SIZE, 1.0, 1.0, None)
+    got = ours.sample(PROMPT, seed=SEED, negatives=(NEGATIVE,), params=p).images
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+
+
+def test_texts_are_encoded_once(ours: CfgPipeline) -> None:
+    ours.clear_text_cache()
+    p = params(1, steps=1)
+    ours.sample(PROMPT, seed=SEED, negatives=(NEGATIVE, None), params=p)
+    misses = ours.text_cache.misses
+    ours.sample(PROMPT, seed=SEED + 1, negatives=(NEGATIVE,), params=p)
+    assert ours.text_cache.misses == misses  # prompt and negative came from the cache
+    assert len(ours.text_cache) == 2
