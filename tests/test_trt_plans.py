@@ -178,6 +178,16 @@ def test_trt_backend_without_tensorrt_says_what_to_install(engine_dir: Path) -> 
         TrtBackend(open_engine(engine_dir))
 
 
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed: the missing-package path cannot run")
+def test_load_engine_with_the_trt_backend_fails_before_sampling(engine_dir: Path) -> None:
+    from npc_rt.pipeline import load_engine
+
+    with pytest.raises(EngineError, match="tensorrt"):
+        load_engine(engine_dir, backend="trt")
+    with pytest.raises(InvalidInputError, match="backend must be"):
+        load_engine(engine_dir, backend="tpu")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT and an NVIDIA GPU (tests/gpu/run.sh)")
 def test_trt_backend_matches_onnxruntime(engine_dir: Path) -> None:

@@ -476,30 +476,49 @@ def _default_randn() -> Randn:
 def load_engine(
     path: str | Path,
     *,
+    backend: str = "ort",
     providers: Sequence[str] | None = None,
+    precision: str = "fp16",
     verify_hashes: bool = False,
     text_cache_size: int = 64,
     intra_op_threads: int = 0,
 ) -> Pipeline:
-    """Open an engine directory and its ONNX Runtime sessions; every check runs here, before
-    any sampling. ``providers``: ONNX Runtime execution providers (default: CUDA if present,
-    else CPU). ``intra_op_threads``: ONNX Runtime's threads per session (0: its default, one per
-    core)."""
-    from npc_rt.backends.ort import OrtBackend
+    """Open an engine directory and its sessions; every check runs here, before any sampling.
 
+    ``backend``: ``"ort"`` (ONNX Runtime; ``providers`` picks its execution providers, default
+    CUDA if present, else CPU; ``intra_op_threads`` its threads per session, 0 = one per core) or
+    ``"trt"`` (native TensorRT plans built by ``npc-rt build`` at ``precision``)."""
     engine = open_engine(path, verify_hashes=verify_hashes)
+    runner = _backend(engine, backend, providers, precision, intra_op_threads)
     if engine.family in ("sdxl", "sd3"):  # real-CFG families: pipelines_cfg.CfgPipeline
         from npc_rt.pipelines_cfg import load_cfg_engine
 
-        return load_cfg_engine(engine, providers=providers, text_cache_size=text_cache_size)
+        return load_cfg_engine(engine, runner, text_cache_size=text_cache_size)
     if engine.family != flux.FAMILY:
         raise EngineError(f"no pipeline for family {engine.family!r}")
-    backend = OrtBackend(engine, providers, intra_op_threads=intra_op_threads)
-    pipeline = Pipeline(engine, backend, text_cache_size=text_cache_size)
-    backend.load()
+    pipeline = Pipeline(engine, runner, text_cache_size=text_cache_size)
+    runner.load()
     # tokenizers too: a bad tokenizer file fails here, and the first prompt pays no load time
     pipeline.clip_tokenizer, pipeline.t5_tokenizer  # noqa: B018
     return pipeline
+
+
+def _backend(
+    engine: Engine,
+    kind: str,
+    providers: Sequence[str] | None,
+    precision: str,
+    intra_op_threads: int,
+) -> Backend:
+    if kind == "ort":
+        from npc_rt.backends.ort import OrtBackend
+
+        return OrtBackend(engine, providers, intra_op_threads=intra_op_threads)
+    if kind == "trt":
+        from npc_rt.backends.trt import TrtBackend
+
+        return TrtBackend(engine, precision=precision)
+    raise InvalidInputError(f"backend must be 'ort' or 'trt', got {kind!r}")
 
 
 __all__ = ["Pipeline", "Samples", "TextEmbedding", "FluxScoringEncoder", "load_engine"]

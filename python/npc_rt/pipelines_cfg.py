@@ -391,15 +391,18 @@ def cfg_family_for(engine: Engine) -> CfgFamily:
 
 def load_cfg_engine(
     engine: Engine,
+    backend: Backend | None = None,
     *,
     providers: Sequence[str] | None = None,
     text_cache_size: int = 64,
 ) -> CfgPipeline:
-    """An opened SDXL/SD3 engine with ONNX Runtime sessions and tokenizers loaded."""
-    from npc_rt.backends.ort import OrtBackend
+    """An opened SDXL/SD3 engine with its sessions and tokenizers loaded, on ``backend``
+    (default: ONNX Runtime with ``providers``)."""
+    if backend is None:
+        from npc_rt.backends.ort import OrtBackend
 
+        backend = OrtBackend(engine, providers)
     family = cfg_family_for(engine)
-    backend = OrtBackend(engine, providers)
     pipeline = CfgPipeline(engine, backend, family, text_cache_size=text_cache_size)
     backend.load()
     for name in engine.tokenizers:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -20,6 +20,10 @@ class Backend(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    def load(self, components: Sequence[str] | None = None) -> None:
+        """Open every component's session/plan now, so a corrupt file fails before sampling."""
+        ...
 
     def run(self, component: str, inputs: Mapping[str, object]) -> dict[str, np.ndarray]: ...
 

@@ -29,6 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--guidance", type=float, default=None, help="distilled guidance scale")
     parser.add_argument(
+        "--backend",
+        choices=("ort", "trt"),
+        default="ort",
+        help="ONNX Runtime (default) or native TensorRT plans built by `npc-rt build`",
+    )
+    parser.add_argument(
+        "--precision", default="fp16", help="TensorRT plan precision (--backend trt)"
+    )
+    parser.add_argument(
         "--provider",
         action="append",
         default=None,
@@ -46,7 +55,9 @@ def _run(args: argparse.Namespace) -> int:
     from npc_rt.pipeline import load_engine
 
     t0 = time.perf_counter()
-    pipeline = load_engine(args.engine, providers=args.provider)
+    pipeline = load_engine(
+        args.engine, backend=args.backend, providers=args.provider, precision=args.precision
+    )
     load_s = time.perf_counter() - t0
     defaults = pipeline.default_params
     overrides = {
