@@ -19,11 +19,10 @@ use one per thread, they share the ONNX Runtime sessions.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,11 @@ import numpy as np
 
 from npc_rt.backends.base import Backend
 from npc_rt.engine import Engine, open_engine
-from npc_rt.errors import EngineError, InvalidInputError, NonFiniteError, ShapeError
+from npc_rt.errors import EngineError, InvalidInputError, ShapeError
 from npc_rt.families import flux
-from npc_rt.generator import GeneratedImage, GenerationParams
+from npc_rt.generator import GenerationParams
 from npc_rt.guidance import GuidanceLayout
-from npc_rt.images import to_uint8
+from npc_rt.pipeline_base import BatchedPipeline, Samples
 from npc_rt.schedule import FlowMatchConfig, euler_step_into, flux_schedule
 
 DEFAULT_TRUE_CFG = 1.8
@@ -62,14 +61,6 @@ class TextEmbedding:
 
     sequence: np.ndarray
     pooled: np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
-class Samples:
-    """Float images ``[K, H, W, 3]`` in [0, 1] (before uint8 quantisation) and stage timings."""
-
-    images: np.ndarray
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 class _LruCache:
@@ -141,7 +132,7 @@ class FluxScoringEncoder:
         )
 
 
-class Pipeline:
+class Pipeline(BatchedPipeline):
     """FLUX over an engine directory and a backend; see the module docstring."""
 
     def __init__(
@@ -229,90 +220,19 @@ class Pipeline:
     def scoring_encoder(self) -> FluxScoringEncoder:
         return FluxScoringEncoder(self)
 
-    def generate(
-        self,
-        prompt: str,
-        *,
-        seed: int,
-        negatives: Sequence[str | None] = (None,),
-        params: GenerationParams | None = None,
-    ) -> list[GeneratedImage]:
-        """One uint8 image per negative (``ImageGenerator.generate``); all from one batched
-        sampling call, so every image carries that call's (shared) stage timings."""
-        params = self.resolve_params(params)
-        samples = self.sample(prompt, seed=seed, negatives=negatives, params=params)
-        pixels = to_uint8(samples.images)
-        return [
-            GeneratedImage(
-                pixels=pixels[k],
-                prompt=prompt,
-                negative=negatives[k],
-                seed=seed,
-                params=params,
-                timings=dict(samples.timings),
-            )
-            for k in range(len(negatives))
-        ]
-
     # -- sampling ---------------------------------------------------------------------------
-    def resolve_params(self, params: GenerationParams | None) -> GenerationParams:
-        """Fill the family default for ``negative_steps`` and check every value."""
-        params = params or self.default_params
-        steps = params.steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise InvalidInputError(f"steps must be a positive integer, got {steps!r}")
-        n = params.negative_steps
-        if n is None:
-            n = min(DEFAULT_NEGATIVE_STEPS, steps)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise InvalidInputError(f"negative_steps must be a non-negative integer, got {n!r}")
-        if n > steps:
-            raise InvalidInputError(f"negative_steps {n} is larger than steps {steps}")
-        for name in ("guidance", "true_cfg"):
-            value = getattr(params, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise NonFiniteError(f"{name} must be a finite number, got {value!r}")
+    def default_negative_steps(self, steps: int) -> int:
+        return min(DEFAULT_NEGATIVE_STEPS, steps)
+
+    def _check_params(self, params: GenerationParams) -> None:
         if params.true_cfg < 1:
             raise InvalidInputError(
                 f"true_cfg must be >= 1 (1 disables the negative), got {params.true_cfg}"
             )
-        self._config.check_size(params.height, params.width)
-        return replace(params, negative_steps=n)
 
-    def _check_texts(self, prompt: str, negatives: Sequence[str | None]) -> None:
-        flux.check_prompt(prompt)
-        if isinstance(negatives, str) or len(negatives) == 0:
-            raise InvalidInputError("negatives must be a non-empty sequence of str or None")
-        for neg in negatives:
-            if neg is not None and (not isinstance(neg, str) or not neg.strip()):
-                raise InvalidInputError(
-                    f"a negative must be None or a non-empty string, got {neg!r}"
-                )
-
-    def sample(
-        self,
-        prompt: str,
-        *,
-        seed: int,
-        negatives: Sequence[str | None] = (None,),
-        params: GenerationParams | None = None,
+    def _sample_batch(
+        self, prompt: str, seed: int, negatives: list[str | None], params: GenerationParams
     ) -> Samples:
-        """Float images for ``prompt`` and each negative; every check runs before any compute."""
-        self._check_texts(prompt, negatives)
-        params = self.resolve_params(params)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InvalidInputError(f"seed must be an integer, got {seed!r}")
-        negatives = list(negatives)
-        chunk = self.max_candidates_per_batch
-        if len(negatives) > chunk:
-            # more candidates than the exported batch holds: consecutive batched calls
-            parts = [
-                self.sample(prompt, seed=seed, negatives=negatives[i : i + chunk], params=params)
-                for i in range(0, len(negatives), chunk)
-            ]
-            timings = {k: sum(p.timings[k] for p in parts) for k in parts[0].timings}
-            return Samples(np.concatenate([p.images for p in parts]), timings)
-
         t0 = time.perf_counter()
         layout = GuidanceLayout.for_negatives(negatives, params.true_cfg)
         texts = [prompt] + [negatives[k] for k in layout.negative_candidates]

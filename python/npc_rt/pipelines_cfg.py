@@ -17,30 +17,27 @@ tokenization, the text LRU cache and tokenizer loading are the FLUX pipeline's h
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from npc_rt.backends.base import Backend
 from npc_rt.engine import Engine
-from npc_rt.errors import EngineError, InvalidInputError, NonFiniteError, ShapeError
+from npc_rt.errors import EngineError, ShapeError
 from npc_rt.families import flux
 from npc_rt.families.cfg_config import CfgConfig, TextEmbedding
-from npc_rt.generator import GeneratedImage, GenerationParams
-from npc_rt.images import to_uint8
+from npc_rt.generator import GenerationParams
 from npc_rt.pipeline import (
     _NOISE_DTYPE,
     Randn,
-    Samples,
     _default_randn,
     _encode_tokens,
     _LruCache,
 )
 from npc_rt.pipeline import Pipeline as _FluxPipeline
+from npc_rt.pipeline_base import BatchedPipeline, Samples
 
 EMPTY_PROMPT = ""
 
@@ -113,7 +110,7 @@ class CfgScoringEncoder:
         return self._pipeline.run(fam.scoring_component, inputs)[fam.scoring_output]
 
 
-class CfgPipeline:
+class CfgPipeline(BatchedPipeline):
     """SDXL / SD3 over an engine directory and a backend (``generator.ImageGenerator``)."""
 
     def __init__(
@@ -187,78 +184,13 @@ class CfgPipeline:
     def scoring_encoder(self) -> CfgScoringEncoder:
         return CfgScoringEncoder(self)
 
-    def generate(
-        self,
-        prompt: str,
-        *,
-        seed: int,
-        negatives: Sequence[str | None] = (None,),
-        params: GenerationParams | None = None,
-    ) -> list[GeneratedImage]:
-        params = self.resolve_params(params)
-        samples = self.sample(prompt, seed=seed, negatives=negatives, params=params)
-        pixels = to_uint8(samples.images)
-        return [
-            GeneratedImage(
-                pixels=pixels[k],
-                prompt=prompt,
-                negative=negatives[k],
-                seed=seed,
-                params=params,
-                timings=dict(samples.timings),
-            )
-            for k in range(len(negatives))
-        ]
-
     # -- sampling ---------------------------------------------------------------------------
-    def resolve_params(self, params: GenerationParams | None) -> GenerationParams:
-        """Fill ``negative_steps`` (default: every step) and check every value."""
-        params = params or self.default_params
-        steps = params.steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise InvalidInputError(f"steps must be a positive integer, got {steps!r}")
-        n = steps if params.negative_steps is None else params.negative_steps
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise InvalidInputError(f"negative_steps must be a non-negative integer, got {n!r}")
-        if n > steps:
-            raise InvalidInputError(f"negative_steps {n} is larger than steps {steps}")
-        for name in ("guidance", "true_cfg"):
-            value = getattr(params, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise NonFiniteError(f"{name} must be a finite number, got {value!r}")
-        self._config.check_size(params.height, params.width)
-        return replace(params, negative_steps=n)
+    def default_negative_steps(self, steps: int) -> int:
+        return steps  # SDXL/SD3: the negative replaces the empty prompt on every step
 
-    def sample(
-        self,
-        prompt: str,
-        *,
-        seed: int,
-        negatives: Sequence[str | None] = (None,),
-        params: GenerationParams | None = None,
+    def _sample_batch(
+        self, prompt: str, seed: int, negatives: list[str | None], params: GenerationParams
     ) -> Samples:
-        """Float images ``[K, H, W, 3]`` for ``prompt`` and each negative; checks come first."""
-        flux.check_prompt(prompt)
-        if isinstance(negatives, str) or len(negatives) == 0:
-            raise InvalidInputError("negatives must be a non-empty sequence of str or None")
-        for neg in negatives:
-            if neg is not None and (not isinstance(neg, str) or not neg.strip()):
-                raise InvalidInputError(
-                    f"a negative must be None or a non-empty string, got {neg!r}"
-                )
-        params = self.resolve_params(params)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InvalidInputError(f"seed must be an integer, got {seed!r}")
-        negatives = list(negatives)
-        chunk = self.max_candidates_per_batch
-        if len(negatives) > chunk:
-            parts = [
-                self.sample(prompt, seed=seed, negatives=negatives[i : i + chunk], params=params)
-                for i in range(0, len(negatives), chunk)
-            ]
-            timings = {k: sum(p.timings[k] for p in parts) for k in parts[0].timings}
-            return Samples(np.concatenate([p.images for p in parts]), timings)
-
         t0 = time.perf_counter()
         texts = [prompt] + [n for n in negatives if n is not None]
         embeddings = dict(zip(texts, self.encode_texts(texts), strict=True))

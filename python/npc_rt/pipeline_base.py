@@ -1,0 +1,120 @@
+"""What every backbone's pipeline shares: request checks, parameter resolution, splitting K
+candidates into batches the engine profile holds, and turning float samples into
+``GeneratedImage``s. A family pipeline supplies only its sampling of one batch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from npc_rt.errors import InvalidInputError, NonFiniteError
+from npc_rt.families.flux import check_prompt
+from npc_rt.generator import GeneratedImage, GenerationParams
+from npc_rt.images import to_uint8
+
+
+@dataclass(frozen=True, eq=False)
+class Samples:
+    """Float images ``[K, H, W, 3]`` in [0, 1] (before uint8 quantisation) and the stage timings
+    (seconds) of their call."""
+
+    images: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class BatchedPipeline:
+    """Base of the family pipelines. Subclasses provide ``_config`` (with ``check_size``),
+    ``default_params``, ``max_candidates_per_batch``, ``default_negative_steps`` and
+    ``_sample_batch``; ``_check_params`` may add family rules."""
+
+    def default_negative_steps(self, steps: int) -> int:
+        raise NotImplementedError
+
+    def _check_params(self, params: GenerationParams) -> None:
+        """Family-specific parameter rules, beyond the shared ones."""
+
+    def _sample_batch(
+        self, prompt: str, seed: int, negatives: list[str | None], params: GenerationParams
+    ) -> Samples:
+        raise NotImplementedError
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        seed: int,
+        negatives: Sequence[str | None] = (None,),
+        params: GenerationParams | None = None,
+    ) -> list[GeneratedImage]:
+        """One uint8 image per negative (``ImageGenerator.generate``); all from one batched
+        sampling call, so every image carries that call's (shared) stage timings."""
+        params = self.resolve_params(params)
+        samples = self.sample(prompt, seed=seed, negatives=negatives, params=params)
+        pixels = to_uint8(samples.images)
+        return [
+            GeneratedImage(
+                pixels=pixels[k],
+                prompt=prompt,
+                negative=negatives[k],
+                seed=seed,
+                params=params,
+                timings=dict(samples.timings),
+            )
+            for k in range(len(negatives))
+        ]
+
+    def resolve_params(self, params: GenerationParams | None) -> GenerationParams:
+        """Fill the family default for ``negative_steps`` and check every value."""
+        params = params or self.default_params
+        steps = params.steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise InvalidInputError(f"steps must be a positive integer, got {steps!r}")
+        n = params.negative_steps
+        if n is None:
+            n = self.default_negative_steps(steps)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InvalidInputError(f"negative_steps must be a non-negative integer, got {n!r}")
+        if n > steps:
+            raise InvalidInputError(f"negative_steps {n} is larger than steps {steps}")
+        for name in ("guidance", "true_cfg"):
+            value = getattr(params, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise NonFiniteError(f"{name} must be a finite number, got {value!r}")
+        self._check_params(params)
+        self._config.check_size(params.height, params.width)
+        return replace(params, negative_steps=n)
+
+    def sample(
+        self,
+        prompt: str,
+        *,
+        seed: int,
+        negatives: Sequence[str | None] = (None,),
+        params: GenerationParams | None = None,
+    ) -> Samples:
+        """Float images for ``prompt`` and each negative; every check runs before any compute."""
+        check_prompt(prompt)
+        if isinstance(negatives, str) or len(negatives) == 0:
+            raise InvalidInputError("negatives must be a non-empty sequence of str or None")
+        for neg in negatives:
+            if neg is not None and (not isinstance(neg, str) or not neg.strip()):
+                raise InvalidInputError(
+                    f"a negative must be None or a non-empty string, got {neg!r}"
+                )
+        params = self.resolve_params(params)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidInputError(f"seed must be an integer, got {seed!r}")
+        negatives = list(negatives)
+        chunk = self.max_candidates_per_batch
+        if len(negatives) <= chunk:
+            return self._sample_batch(prompt, seed, negatives, params)
+        # more candidates than the exported batch holds: consecutive batched calls
+        parts = [
+            self._sample_batch(prompt, seed, negatives[i : i + chunk], params)
+            for i in range(0, len(negatives), chunk)
+        ]
+        timings = {k: sum(p.timings[k] for p in parts) for k in parts[0].timings}
+        return Samples(np.concatenate([p.images for p in parts]), timings)
