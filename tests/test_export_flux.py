@@ -608,3 +608,19 @@ def test_overwrite_replaces_an_engine(
     written = json.loads((out / "manifest.json").read_text())
     assert written == second.manifest != first.manifest
     assert written["components"]["text_encoder_2"]["dims"]["batch"]["max"] == 4
+
+
+def test_engine_files_carry_no_paths_of_the_exporting_machine(
+    manifest: dict, tiny_flux_engine_dir: Path
+) -> None:
+    # torch's exporter records a Python stack trace per node; those name the checkout and the
+    # virtualenv, would ship inside engines, and would make identical exports differ by location.
+    import sys
+
+    markers = {str(Path(__file__).resolve().parents[1]).encode(), sys.prefix.encode()}
+    for component in manifest["components"].values():
+        data = (tiny_flux_engine_dir / component["file"]).read_bytes()
+        assert not [m for m in markers if m in data], component["file"]
+        model = onnx.load(str(tiny_flux_engine_dir / component["file"]), load_external_data=False)
+        keys = {p.key for node in model.graph.node for p in node.metadata_props}
+        assert "pkg.torch.onnx.stack_trace" not in keys

@@ -90,12 +90,28 @@ def export_onnx(
     except Exception as exc:  # the exporter raises many unrelated types; keep its message
         raise EngineError(f"{contract.name}: ONNX export failed: {exc}") from exc
     _name_symbolic_dims(program, contract)
+    _drop_stack_traces(program)
     external = initializer_bytes(program) > external_data_threshold
     program.save(os.fspath(path), external_data=external)
     side = (digest_file(data_path, path.parent),) if external and data_path.exists() else ()
     if external and not side:
         raise EngineError(f"{contract.name}: exporter did not write the expected {data_path.name}")
     return ExportedFile(onnx=digest_file(path, path.parent), external_data=side)
+
+
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
+
+
+def _drop_stack_traces(program: torch.onnx.ONNXProgram) -> None:
+    """Remove the exporter's per-node Python stack traces: they hold absolute paths of the
+    exporting machine (checkout, virtualenv), which must not ship in an engine and would make two
+    exports of the same weights differ by where they ran. Module scopes and class names stay."""
+    from onnx_ir.traversal import RecursiveGraphIterator
+
+    model = program.model
+    for graph in (model.graph, *model.functions.values()):
+        for node in RecursiveGraphIterator(graph):
+            node.metadata_props.pop(STACK_TRACE_KEY, None)
 
 
 def _name_symbolic_dims(program: torch.onnx.ONNXProgram, contract: ComponentContract) -> None:
