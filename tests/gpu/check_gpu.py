@@ -1,5 +1,7 @@
-"""GPU parity and timing of the shipped demo engine: TensorRT (fp32, fp16) and ORT-CUDA against
-ORT-CPU, per component at the profile's opt shapes, and one transformer step at batch 1, 2, 2K.
+"""GPU parity and timing: TensorRT (fp32, fp16) and ORT-CUDA against ORT-CPU, per component at
+the profile's opt shapes, and one backbone step at batch 1, 2, 2K, for the shipped FLUX demo
+engine and for any ``--engine DIR`` given (run.sh exports tiny SDXL and SD3 engines when the
+export tooling is installed).
 
 Run through tests/gpu/run.sh. Prints one line per check and writes a JSON summary.
 """
@@ -49,17 +51,16 @@ def median_ms(fn, repeats: int = 20) -> float:
     return statistics.median(times)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+BACKBONE = {"flux": "transformer", "sd3": "transformer", "sdxl": "unet"}
+
+
+def check_engine(source: Path, work: Path) -> dict:
     from npc_rt.backends.trt import TrtBackend
     from npc_rt_export.trt_build import build_trt_engines
 
-    work = Path(tempfile.mkdtemp(prefix="npc-gpu-"))
-    root = Path(shutil.copytree(demo_engine_dir(), work / "engine"))
+    root = Path(shutil.copytree(source, work / source.name))
     engine = open_engine(root)
-    summary: dict = {"build_s": {}, "max_abs_err": {}, "step_ms": {}}
+    summary: dict = {"family": engine.family, "build_s": {}, "max_abs_err": {}, "step_ms": {}}
     for precision in ("fp32", "fp16"):
         start = time.perf_counter()
         build_trt_engines(root, precision=precision, log=print)
@@ -84,20 +85,35 @@ def main() -> int:
             err = max(float(np.max(np.abs(got[k] - want[k]))) for k in want)
             summary["max_abs_err"][f"{component}/{label}"] = err
             ok = err <= TOLERANCE[label]
-            failures += [] if ok else [f"{component}/{label}"]
-            print(f"{component:16s} {label:9s} max abs err {err:.2e} {'ok' if ok else 'FAIL'}")
+            failures += [] if ok else [f"{engine.family}:{component}/{label}"]
+            print(
+                f"{engine.family:5s} {component:16s} {label:9s} max abs err {err:.2e} {'ok' if ok else 'FAIL'}"
+            )
 
-    max_batch = engine.component("transformer").dims["batch"].max
+    backbone = BACKBONE[engine.family]
+    max_batch = engine.component(backbone).dims["batch"].max
     for batch in (1, 2, max_batch):
-        feeds = opt_inputs(engine, "transformer", batch)
+        feeds = opt_inputs(engine, backbone, batch)
         for label, backend in {"ort-cpu": cpu, **backends}.items():
-            ms = median_ms(lambda b=backend, f=feeds: b.run("transformer", f))
+            ms = median_ms(lambda b=backend, f=feeds: b.run(backbone, f))
             summary["step_ms"][f"b{batch}/{label}"] = round(ms, 3)
-            print(f"transformer step batch {batch:2d} {label:9s} {ms:8.3f} ms")
+            print(f"{engine.family:5s} {backbone} step batch {batch:2d} {label:9s} {ms:8.3f} ms")
     summary["failures"] = failures
-    args.out.write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary))
-    return 1 if failures else 0
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--engine", type=Path, action="append", default=[], help="more engines")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="npc-gpu-"))
+    results = {}
+    for index, source in enumerate([demo_engine_dir(), *args.engine]):
+        results[f"{index}:{source.name}"] = check_engine(source, work / str(index))
+    args.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results))
+    return 1 if any(r["failures"] for r in results.values()) else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks, run by hand on a machine with an NVIDIA GPU (CI has none; the pytest suite skips
 # these paths with the reason). Needs onnxruntime-gpu, tensorrt and cuda-python in the venv.
-# Builds TensorRT plans for the shipped demo engine, compares TensorRT and ORT-CUDA outputs with
+# Builds TensorRT plans for the shipped demo engine (and tiny SDXL/SD3 engines when it can
+# export them), compares TensorRT and ORT-CUDA outputs with
 # ORT-CPU per component, and times one denoising step. Budget: well under 8 minutes on one H200.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,5 +11,10 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-timeout 450 "$PY" tests/gpu/check_gpu.py --out "$OUT/gpu_check.json"
+# Tiny SDXL and SD3 engines too, when the export tooling (torch, diffusers) is installed here.
+extra=()
+if timeout 240 "$PY" tests/gpu/export_tiny.py "$OUT/engines"; then
+    extra=(--engine "$OUT/engines/sdxl" --engine "$OUT/engines/sd3")
+fi
+timeout 360 "$PY" tests/gpu/check_gpu.py --out "$OUT/gpu_check.json" "${extra[@]}"
 timeout 120 "$PY" -m pytest -q -m gpu tests/test_trt_plans.py | tee "$OUT/pytest_gpu.txt"
