@@ -10,10 +10,10 @@ trained in-process (``npc_rt_export.tiny.tokenizer_assets``).
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from npc_rt_export.tiny.common import clip_tokenizer, save_with_sources, t5_tokenizer, tiny_vae
 from npc_rt_export.tiny.tokenizer_assets import clip_vocab_files, train_t5_spiece
 
 T5_VOCAB_SIZE = 1000
@@ -96,7 +96,6 @@ def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0, sizes: FluxSizes = TI
     files)."""
     import torch
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         FluxPipeline,
         FluxTransformer2DModel,
@@ -104,10 +103,8 @@ def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0, sizes: FluxSizes = TI
     from transformers import (
         CLIPTextConfig,
         CLIPTextModel,
-        CLIPTokenizer,
         T5Config,
         T5EncoderModel,
-        T5TokenizerFast,
     )
 
     out_dir = Path(out_dir)
@@ -161,27 +158,17 @@ def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0, sizes: FluxSizes = TI
         guidance_embeds=True,
         axes_dims_rope=sizes.rope_axes,
     )
-    # Four blocks keep FLUX's 8x downsampling (vae_scale_factor 8); no quant convs, as FLUX's VAE.
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=sizes.vae_channels,
-        layers_per_block=1,
+    vae = tiny_vae(
+        sizes.vae_channels,
         latent_channels=16,
-        norm_num_groups=sizes.vae_groups,
-        sample_size=sizes.vae_sample_size,
         scaling_factor=0.3611,
         shift_factor=0.1159,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
+        norm_groups=sizes.vae_groups,
+        sample_size=sizes.vae_sample_size,
     )
     scheduler = FlowMatchEulerDiscreteScheduler(**FLUX_DEV_SCHEDULER)
-    tokenizer = CLIPTokenizer.from_pretrained(
-        vocab_json.parent, model_max_length=77, pad_token="<|endoftext|>"
-    )
-    tokenizer_2 = T5TokenizerFast.from_pretrained(spiece.parent, extra_ids=0, model_max_length=512)
+    tokenizer = clip_tokenizer(vocab_json, "<|endoftext|>")
+    tokenizer_2 = t5_tokenizer(spiece)
 
     pipe = FluxPipeline(
         scheduler=scheduler,
@@ -192,13 +179,8 @@ def build_tiny_flux_pipeline(out_dir: Path, seed: int = 0, sizes: FluxSizes = TI
         tokenizer_2=tokenizer_2,
         transformer=transformer,
     )
-    pipe.save_pretrained(out_dir)
-    # transformers 5 saves only tokenizer.json; hub FLUX repos also carry the source vocabularies,
-    # which is what the exporter converts.
-    for source, folder in (
-        (vocab_json, "tokenizer"),
-        (merges_txt, "tokenizer"),
-        (spiece, "tokenizer_2"),
-    ):
-        shutil.copyfile(source, out_dir / folder / source.name)
-    return out_dir
+    return save_with_sources(
+        pipe,
+        out_dir,
+        ((vocab_json, "tokenizer"), (merges_txt, "tokenizer"), (spiece, "tokenizer_2")),
+    )

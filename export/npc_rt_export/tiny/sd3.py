@@ -9,9 +9,9 @@ T5 unigram model trained in-process.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from npc_rt_export.tiny.common import clip_tokenizer, save_with_sources, t5_tokenizer, tiny_vae
 from npc_rt_export.tiny.sdxl import _clip
 from npc_rt_export.tiny.tokenizer_assets import clip_vocab_files, train_t5_spiece
 
@@ -37,12 +37,11 @@ def build_tiny_sd3_pipeline(out_dir: Path, seed: int = 0, size: str = "tiny") ->
     """Build a random-weight ``StableDiffusion3Pipeline`` and ``save_pretrained`` it."""
     import torch
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         SD3Transformer2DModel,
         StableDiffusion3Pipeline,
     )
-    from transformers import CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+    from transformers import T5Config, T5EncoderModel
 
     s = SIZES[size]
     out_dir = Path(out_dir)
@@ -84,29 +83,13 @@ def build_tiny_sd3_pipeline(out_dir: Path, seed: int = 0, size: str = "tiny") ->
         pos_embed_max_size=32,
     )
     vc = s["vae"]
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(vc, vc, 2 * vc, 2 * vc),
-        layers_per_block=1,
-        latent_channels=16,
-        norm_num_groups=4,
-        sample_size=64,
-        scaling_factor=1.5305,
-        shift_factor=0.0609,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
+    vae = tiny_vae(
+        (vc, vc, 2 * vc, 2 * vc), latent_channels=16, scaling_factor=1.5305, shift_factor=0.0609
     )
     scheduler = FlowMatchEulerDiscreteScheduler(**SD3_SCHEDULER)
-    tokenizer = CLIPTokenizer.from_pretrained(
-        vocab_json.parent, model_max_length=77, pad_token="<|endoftext|>"
-    )
-    tokenizer_2 = CLIPTokenizer.from_pretrained(
-        vocab_json.parent, model_max_length=77, pad_token="!"
-    )
-    tokenizer_3 = T5TokenizerFast.from_pretrained(spiece.parent, extra_ids=0, model_max_length=512)
+    tokenizer = clip_tokenizer(vocab_json, "<|endoftext|>")
+    tokenizer_2 = clip_tokenizer(vocab_json, "!")
+    tokenizer_3 = t5_tokenizer(spiece)
     pipe = StableDiffusion3Pipeline(
         transformer=transformer,
         scheduler=scheduler,
@@ -118,13 +101,14 @@ def build_tiny_sd3_pipeline(out_dir: Path, seed: int = 0, size: str = "tiny") ->
         text_encoder_3=text_encoder_3,
         tokenizer_3=tokenizer_3,
     )
-    pipe.save_pretrained(out_dir)
-    for source, folder in (
-        (vocab_json, "tokenizer"),
-        (merges_txt, "tokenizer"),
-        (vocab_json, "tokenizer_2"),
-        (merges_txt, "tokenizer_2"),
-        (spiece, "tokenizer_3"),
-    ):
-        shutil.copyfile(source, out_dir / folder / source.name)
-    return out_dir
+    return save_with_sources(
+        pipe,
+        out_dir,
+        (
+            (vocab_json, "tokenizer"),
+            (merges_txt, "tokenizer"),
+            (vocab_json, "tokenizer_2"),
+            (merges_txt, "tokenizer_2"),
+            (spiece, "tokenizer_3"),
+        ),
+    )

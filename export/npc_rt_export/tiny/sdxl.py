@@ -9,9 +9,9 @@ Tokenizers use CLIP's real BPE vocabulary; the second pads with ``!`` as SDXL's 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from npc_rt_export.tiny.common import clip_tokenizer, save_with_sources, tiny_vae
 from npc_rt_export.tiny.tokenizer_assets import clip_vocab_files
 
 SDXL_SCHEDULER = {
@@ -76,12 +76,10 @@ def build_tiny_sdxl_pipeline(out_dir: Path, seed: int = 0, size: str = "tiny") -
     """
     import torch
     from diffusers import (
-        AutoencoderKL,
         EulerDiscreteScheduler,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTokenizer
 
     s = SIZES[size]
     out_dir = Path(out_dir)
@@ -112,25 +110,10 @@ def build_tiny_sdxl_pipeline(out_dir: Path, seed: int = 0, size: str = "tiny") -
         norm_num_groups=8 if size == "tiny" else 32,
     )
     vc = s["vae"]
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(vc, vc, 2 * vc, 2 * vc),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=64,
-        scaling_factor=0.13025,
-    )
+    vae = tiny_vae((vc, vc, 2 * vc, 2 * vc), latent_channels=4, scaling_factor=0.13025)
     scheduler = EulerDiscreteScheduler(**SDXL_SCHEDULER)
-    tokenizer = CLIPTokenizer.from_pretrained(
-        vocab_json.parent, model_max_length=77, pad_token="<|endoftext|>"
-    )
-    tokenizer_2 = CLIPTokenizer.from_pretrained(
-        vocab_json.parent, model_max_length=77, pad_token="!"
-    )
+    tokenizer = clip_tokenizer(vocab_json, "<|endoftext|>")
+    tokenizer_2 = clip_tokenizer(vocab_json, "!")
     pipe = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -141,9 +124,9 @@ def build_tiny_sdxl_pipeline(out_dir: Path, seed: int = 0, size: str = "tiny") -
         scheduler=scheduler,
         force_zeros_for_empty_prompt=True,
     )
-    pipe.save_pretrained(out_dir)
     # hub SDXL repos carry vocab.json + merges.txt in both tokenizer folders
-    for folder in ("tokenizer", "tokenizer_2"):
-        for source in (vocab_json, merges_txt):
-            shutil.copyfile(source, out_dir / folder / source.name)
-    return out_dir
+    return save_with_sources(
+        pipe,
+        out_dir,
+        [(f, folder) for folder in ("tokenizer", "tokenizer_2") for f in (vocab_json, merges_txt)],
+    )
