@@ -243,3 +243,14 @@ def test_flux_profile_defaults_follow_the_pipeline_and_given_sizes() -> None:
     assert contracts["transformer"].input_names[-1] == "guidance"
     assert contracts["vae_decoder"].dims["latent_height"] == DimRange(32, 128, 128)
     assert contracts["text_encoder_2"].outputs[0].shape == ("batch", "text_length", 4096)
+
+
+def test_default_max_size_never_undercuts_a_given_opt_size() -> None:
+    from npc_rt_export.options import ExportOptions
+    from npc_rt_export.profiles import resolve_image_profile
+
+    options = ExportOptions(min_size=(64, 64), opt_size=(1536, 1536))
+    profile = resolve_image_profile("SDXL", (1024, 1024), 32, options)
+    assert profile.max_size == (1536, 1536) and profile.opt_size == (1536, 1536)
+    profile = resolve_image_profile("SDXL", (1024, 1024), 32, ExportOptions(min_size=(64, 64)))
+    assert profile.opt_size == (1024, 1024) and profile.max_size == (1024, 1024)

@@ -12,7 +12,7 @@ inside (docs/engine-format.md, *Dtypes*).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from torch import nn
 from npc_rt_export.contracts import ComponentContract, DimRange, TensorSpec
 from npc_rt_export.options import ExportOptions, Size
 from npc_rt_export.plan import ExportPlan
+from npc_rt_export.profiles import ImageProfile, check_size, resolve_image_profile
 from npc_rt_export.source import PipelineSource, require_components
 from npc_rt_export.tokenizer_files import TokenizerEntry, convert_clip, convert_t5, require_file
 
@@ -204,63 +205,20 @@ def read_constants(source: PipelineSource) -> FluxConstants:
 # --------------------------------------------------------------------------- profiles
 
 
-@dataclass(frozen=True)
-class FluxProfile:
-    """Resolved sizes: resolution range, text length and batch."""
-
-    min_size: Size
-    opt_size: Size
-    max_size: Size
-    max_sequence_length: int
-    max_batch: int
-
-
-def resolve_profile(constants: FluxConstants, options: ExportOptions) -> FluxProfile:
-    multiple = constants.resolution_multiple
-    default = constants.default_size
-    floor = options.opt_size or options.min_size  # a default max never undercuts a given opt
-    max_size = options.max_size or tuple(
-        max(d, m, f) for d, m, f in zip(default, options.min_size, floor, strict=True)
+def resolve_profile(constants: FluxConstants, options: ExportOptions) -> ImageProfile:
+    profile = resolve_image_profile(
+        "FLUX", constants.default_size, constants.resolution_multiple, options
     )
-    opt_size = options.opt_size or tuple(
-        min(max(d, lo), hi) for d, lo, hi in zip(default, options.min_size, max_size, strict=True)
-    )
-    sizes = {"min_size": options.min_size, "opt_size": opt_size, "max_size": max_size}
-    for label, size in sizes.items():
-        if size[0] % multiple or size[1] % multiple:
-            raise InvalidInputError(
-                f"{label} {size[0]}x{size[1]}: FLUX heights and widths must be multiples of "
-                f"{multiple}"
-            )
-    for axis, name in enumerate(("height", "width")):
-        if not options.min_size[axis] <= opt_size[axis] <= max_size[axis]:
-            raise InvalidInputError(
-                f"{name}: need min <= opt <= max, got {options.min_size[axis]} / "
-                f"{opt_size[axis]} / {max_size[axis]}"
-            )
     max_seq = options.max_sequence_length or DEFAULT_MAX_SEQUENCE_LENGTH
     if max_seq > DEFAULT_MAX_SEQUENCE_LENGTH:
         raise InvalidInputError(
             f"max_sequence_length {max_seq} is over FLUX's limit of {DEFAULT_MAX_SEQUENCE_LENGTH}"
         )
-    return FluxProfile(
-        min_size=tuple(options.min_size),
-        opt_size=tuple(opt_size),
-        max_size=tuple(max_size),
-        max_sequence_length=max_seq,
-        max_batch=options.max_batch,
-    )
+    return replace(profile, max_sequence_length=max_seq)
 
 
 def _seq(size: Size, patch_px: int) -> int:
     return (size[0] // patch_px) * (size[1] // patch_px)
-
-
-def _check_size(profile: FluxProfile, multiple: int) -> Size:
-    """A resolution for the parity check: non-square where possible, unlike the traced one."""
-    lo, hi = profile.min_size, profile.max_size
-    candidate = (lo[0], min(lo[1] + multiple, hi[1]))
-    return candidate if candidate != profile.opt_size else hi
 
 
 def _traceable(value: int, rng: DimRange) -> int:
@@ -277,7 +235,7 @@ def _other(value: int, rng: DimRange, *preferred: int) -> int:
     return value
 
 
-def contracts(constants: FluxConstants, profile: FluxProfile) -> dict[str, ComponentContract]:
+def contracts(constants: FluxConstants, profile: ImageProfile) -> dict[str, ComponentContract]:
     """The four FLUX component contracts, in export order."""
     patch_px = constants.resolution_multiple
     vsf = constants.vae_scale_factor
@@ -295,7 +253,7 @@ def contracts(constants: FluxConstants, profile: FluxProfile) -> dict[str, Compo
     latent_w = DimRange(
         *(s[1] // vsf for s in (profile.min_size, profile.opt_size, profile.max_size))
     )
-    check_size = _check_size(profile, patch_px)
+    size_for_check = check_size(profile, patch_px)
     trace_batch = min(2, profile.max_batch)
     check_batch = _other(trace_batch, batch_1, 3, 1)
     trace_text = profile.max_sequence_length
@@ -350,7 +308,7 @@ def contracts(constants: FluxConstants, profile: FluxProfile) -> dict[str, Compo
         },
         check_sizes={
             "batch": _other(trace_batch, batch_t, 3, 1),
-            "image_seq": _seq(check_size, patch_px),
+            "image_seq": _seq(size_for_check, patch_px),
             "text_length": check_text,
         },
     )
@@ -375,8 +333,8 @@ def contracts(constants: FluxConstants, profile: FluxProfile) -> dict[str, Compo
         },
         check_sizes={
             "batch": check_batch,
-            "latent_height": check_size[0] // vsf,
-            "latent_width": check_size[1] // vsf,
+            "latent_height": size_for_check[0] // vsf,
+            "latent_width": size_for_check[1] // vsf,
         },
     )
     return {c.name: c for c in (clip, t5, transformer, vae)}
@@ -493,7 +451,7 @@ def loaders(
 
 
 def pipeline_manifest(
-    source: PipelineSource, constants: FluxConstants, profile: FluxProfile
+    source: PipelineSource, constants: FluxConstants, profile: ImageProfile
 ) -> dict:
     """The manifest's ``pipeline`` section."""
     default_h, default_w = constants.default_size

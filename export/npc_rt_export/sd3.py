@@ -23,17 +23,14 @@ from npc_rt_export.contracts import ComponentContract, DimRange, TensorSpec
 from npc_rt_export.flux import TORCH_DTYPES, T5LastHidden, _other, module_dtype
 from npc_rt_export.options import ExportOptions, Size
 from npc_rt_export.plan import ExportPlan
+from npc_rt_export.profiles import ImageProfile, check_size, latent_dims, resolve_image_profile
 from npc_rt_export.sdxl import (
     CLIP_LENGTH,
-    ImageProfile,
-    check_size,
     clip_contract,
     clip_loader,
     clip_tokenizer_entry,
-    latent_dims,
     require_clip_files,
     resolution_manifest,
-    resolve_image_profile,
     vae_contract,
     vae_loader,
 )

@@ -23,6 +23,7 @@ from npc_rt_export.contracts import ComponentContract, DimRange, TensorSpec
 from npc_rt_export.flux import TORCH_DTYPES, VaeDecode, _other, module_dtype
 from npc_rt_export.options import ExportOptions, Size
 from npc_rt_export.plan import ExportPlan
+from npc_rt_export.profiles import ImageProfile, check_size, latent_dims, resolve_image_profile
 from npc_rt_export.source import PipelineSource, require_components
 from npc_rt_export.tokenizer_files import TokenizerEntry, convert_clip, require_file
 
@@ -163,66 +164,6 @@ def read_constants(source: PipelineSource) -> SdxlConstants:
             f"{constants.clip_hidden_size} + {constants.clip_2_hidden_size} (the two CLIP widths)"
         )
     return constants
-
-
-# --------------------------------------------------------------------------- profiles
-
-
-@dataclass(frozen=True)
-class ImageProfile:
-    """Resolved sizes: resolution range and batch (text length where the family has one)."""
-
-    min_size: Size
-    opt_size: Size
-    max_size: Size
-    max_batch: int
-    max_sequence_length: int = 0
-
-
-def resolve_image_profile(
-    family: str, default: Size, multiple: int, options: ExportOptions
-) -> ImageProfile:
-    """min/opt/max resolution from the options and the pipeline's default size."""
-    max_size = options.max_size or tuple(
-        max(d, m) for d, m in zip(default, options.min_size, strict=True)
-    )
-    opt_size = options.opt_size or tuple(
-        min(max(d, lo), hi) for d, lo, hi in zip(default, options.min_size, max_size, strict=True)
-    )
-    for label, size in (
-        ("min_size", options.min_size),
-        ("opt_size", opt_size),
-        ("max_size", max_size),
-    ):
-        if size[0] % multiple or size[1] % multiple:
-            raise InvalidInputError(
-                f"{label} {size[0]}x{size[1]}: {family} heights and widths must be multiples of "
-                f"{multiple} for this model"
-            )
-    for axis, name in enumerate(("height", "width")):
-        if not options.min_size[axis] <= opt_size[axis] <= max_size[axis]:
-            raise InvalidInputError(
-                f"{name}: need min <= opt <= max, got {options.min_size[axis]} / "
-                f"{opt_size[axis]} / {max_size[axis]}"
-            )
-    return ImageProfile(
-        min_size=tuple(options.min_size),
-        opt_size=tuple(opt_size),
-        max_size=tuple(max_size),
-        max_batch=options.max_batch,
-    )
-
-
-def check_size(profile: ImageProfile, multiple: int) -> Size:
-    """A resolution for the parity check: non-square where possible, unlike the traced one."""
-    lo, hi = profile.min_size, profile.max_size
-    candidate = (lo[0], min(lo[1] + multiple, hi[1]))
-    return candidate if candidate != profile.opt_size else hi
-
-
-def latent_dims(profile: ImageProfile, vsf: int) -> tuple[DimRange, DimRange]:
-    sizes = (profile.min_size, profile.opt_size, profile.max_size)
-    return DimRange(*(s[0] // vsf for s in sizes)), DimRange(*(s[1] // vsf for s in sizes))
 
 
 def clip_contract(
