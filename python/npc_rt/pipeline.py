@@ -20,7 +20,6 @@ use one per thread, they share the ONNX Runtime sessions.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from npc_rt.errors import EngineError, InvalidInputError, ShapeError
 from npc_rt.families import flux
 from npc_rt.generator import GenerationParams
 from npc_rt.guidance import GuidanceLayout
-from npc_rt.pipeline_base import BatchedPipeline, Samples
+from npc_rt.pipeline_base import BatchedPipeline, Samples, _LruCache
 from npc_rt.schedule import FlowMatchConfig, euler_step_into, flux_schedule
 
 DEFAULT_TRUE_CFG = 1.8
@@ -61,32 +60,6 @@ class TextEmbedding:
 
     sequence: np.ndarray
     pooled: np.ndarray
-
-
-class _LruCache:
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[str, TextEmbedding] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: str) -> TextEmbedding | None:
-        item = self._items.get(key)
-        if item is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._items.move_to_end(key)
-        return item
-
-    def put(self, key: str, value: TextEmbedding) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 def _encode_tokens(tokenizer: Any, texts: Sequence[str], length: int, pad_id: int) -> np.ndarray:
@@ -166,18 +139,6 @@ class Pipeline(BatchedPipeline):
     @property
     def family(self) -> str:
         return flux.FAMILY
-
-    @property
-    def manifest_hash(self) -> str:
-        return self._engine.manifest_hash
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    @property
-    def backend(self) -> Backend:
-        return self._backend
 
     @property
     def config(self) -> flux.FluxConfig:
@@ -335,10 +296,6 @@ class Pipeline(BatchedPipeline):
                 found[text] = emb
         return [found[t] for t in texts]  # type: ignore[misc]
 
-    @property
-    def text_cache(self) -> _LruCache:
-        return self._cache
-
     def clear_text_cache(self) -> None:
         """Forget every cached text embedding (the next prompt is encoded again)."""
         self._cache = _LruCache(self._cache.capacity)
@@ -366,10 +323,6 @@ class Pipeline(BatchedPipeline):
         )
 
     # -- helpers ----------------------------------------------------------------------------
-    def _batch_max(self, component: str) -> int:
-        dims = self._engine.component(component).dims
-        return dims["batch"].max if "batch" in dims else self._config.max_batch
-
     def _run_batched(self, component: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Run ``component`` over the rows of ``inputs`` in chunks the batch profile accepts;
         return its first output, concatenated."""

@@ -5,11 +5,15 @@ candidates into batches the engine profile holds, and turning float samples into
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
+from npc_rt.backends.base import Backend
+from npc_rt.engine import Engine
 from npc_rt.errors import InvalidInputError, NonFiniteError
 from npc_rt.families.flux import check_prompt
 from npc_rt.generator import GeneratedImage, GenerationParams
@@ -25,10 +29,63 @@ class Samples:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+class _LruCache:
+    """Text embeddings by text, least recently used evicted first; counts hits and misses."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> Any:
+        item = self._items.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return item
+
+    def put(self, key: str, value: Any) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class BatchedPipeline:
-    """Base of the family pipelines. Subclasses provide ``_config`` (with ``check_size``),
-    ``default_params``, ``max_candidates_per_batch``, ``default_negative_steps`` and
-    ``_sample_batch``; ``_check_params`` may add family rules."""
+    """Base of the family pipelines. Subclasses set ``_engine``, ``_backend``, ``_config`` (with
+    ``check_size`` and ``max_batch``) and ``_cache``, and provide ``default_params``,
+    ``max_candidates_per_batch``, ``default_negative_steps`` and ``_sample_batch``;
+    ``_check_params`` may add family rules."""
+
+    _engine: Engine
+    _backend: Backend
+    _cache: _LruCache
+
+    @property
+    def manifest_hash(self) -> str:
+        return self._engine.manifest_hash
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def text_cache(self) -> _LruCache:
+        return self._cache
+
+    def _batch_max(self, component: str) -> int:
+        dims = self._engine.component(component).dims
+        return dims["batch"].max if "batch" in dims else self._config.max_batch
 
     def default_negative_steps(self, steps: int) -> int:
         raise NotImplementedError

@@ -34,10 +34,9 @@ from npc_rt.pipeline import (
     Randn,
     _default_randn,
     _encode_tokens,
-    _LruCache,
 )
 from npc_rt.pipeline import Pipeline as _FluxPipeline
-from npc_rt.pipeline_base import BatchedPipeline, Samples
+from npc_rt.pipeline_base import BatchedPipeline, Samples, _LruCache
 
 EMPTY_PROMPT = ""
 
@@ -141,24 +140,8 @@ class CfgPipeline(BatchedPipeline):
         return self._family
 
     @property
-    def manifest_hash(self) -> str:
-        return self._engine.manifest_hash
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    @property
-    def backend(self) -> Backend:
-        return self._backend
-
-    @property
     def config(self) -> CfgConfig:
         return self._config
-
-    @property
-    def text_cache(self) -> _LruCache:
-        return self._cache
 
     @property
     def default_params(self) -> GenerationParams:
@@ -291,10 +274,6 @@ class CfgPipeline(BatchedPipeline):
         return self._tokenizers[name]
 
     # -- helpers ----------------------------------------------------------------------------
-    def _batch_max(self, component: str) -> int:
-        dims = self._engine.component(component).dims
-        return dims["batch"].max if "batch" in dims else self._config.max_batch
-
     def run(self, component: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run ``component`` over the rows of ``inputs`` in chunks its batch profile accepts."""
         n = next(iter(inputs.values())).shape[0]
