@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,9 @@ _UNSUPPORTED_FLAGS = (
     "stochastic_sampling",
     "use_flow_sigmas",
 )
+
+
+_Config = TypeVar("_Config")
 
 
 @dataclass(frozen=True)
@@ -46,34 +49,46 @@ class FlowMatchConfig:
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> FlowMatchConfig:
         """Read a diffusers scheduler config; refuse options this schedule does not reproduce."""
-        for flag in _UNSUPPORTED_FLAGS:
-            if config.get(flag):
-                raise EngineError(f"scheduler option {flag}=true is not supported by npc_rt")
-        time_shift_type = config.get("time_shift_type", "exponential")
-        if time_shift_type not in ("exponential", "linear"):
-            raise EngineError(f"scheduler time_shift_type {time_shift_type!r} is unknown")
-        defaults = cls()
+        return read_scheduler_config(
+            cls,
+            config,
+            unsupported=_UNSUPPORTED_FLAGS,
+            allowed={"time_shift_type": ("exponential", "linear")},
+        )
 
-        def pick(name: str) -> Any:
-            value = config.get(name)
-            return getattr(defaults, name) if value is None else value
 
-        try:
-            return cls(
-                num_train_timesteps=int(pick("num_train_timesteps")),
-                shift=float(pick("shift")),
-                use_dynamic_shifting=bool(pick("use_dynamic_shifting")),
-                base_shift=float(pick("base_shift")),
-                max_shift=float(pick("max_shift")),
-                base_image_seq_len=int(pick("base_image_seq_len")),
-                max_image_seq_len=int(pick("max_image_seq_len")),
-                time_shift_type=time_shift_type,
-                shift_terminal=(
-                    None if not config.get("shift_terminal") else float(config["shift_terminal"])
-                ),
+def read_scheduler_config(
+    cls: type[_Config],
+    config: Mapping[str, Any],
+    *,
+    unsupported: tuple[str, ...],
+    allowed: Mapping[str, tuple[Any, ...]],
+) -> _Config:
+    """A scheduler-options dataclass from a diffusers ``scheduler_config.json``: each field takes
+    the config's value converted to the type of its default (missing or null: the default; an
+    optional field's falsy value: None, as diffusers treats it). Options set in ``unsupported``
+    and values outside ``allowed`` are refused, so nothing is silently sampled differently."""
+    for flag in unsupported:
+        if config.get(flag):
+            raise EngineError(f"scheduler option {flag}=true is not supported by npc_rt")
+    defaults = cls()
+    values: dict[str, Any] = {}
+    try:
+        for f in fields(cls):
+            raw, default = config.get(f.name), getattr(defaults, f.name)
+            if default is None:
+                values[f.name] = float(raw) if raw else None
+            else:
+                values[f.name] = default if raw is None else type(default)(raw)
+    except (TypeError, ValueError) as exc:
+        raise EngineError(f"scheduler config has a malformed value: {exc}") from exc
+    out = cls(**values)
+    for name, options in allowed.items():
+        if getattr(out, name) not in options:
+            raise EngineError(
+                f"scheduler {name}={getattr(out, name)!r} is not supported (supported: {options})"
             )
-        except (TypeError, ValueError) as exc:
-            raise EngineError(f"scheduler config has a malformed value: {exc}") from exc
+    return out
 
 
 @dataclass(frozen=True, eq=False)

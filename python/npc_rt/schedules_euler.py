@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 
 from npc_rt.errors import EngineError, InvalidInputError
-from npc_rt.schedule import FlowMatchConfig, FlowMatchSchedule, calculate_shift, time_shift
+from npc_rt.schedule import (
+    FlowMatchConfig,
+    FlowMatchSchedule,
+    calculate_shift,
+    read_scheduler_config,
+    time_shift,
+)
 
 _EULER_UNSUPPORTED = (
     "use_karras_sigmas",
@@ -69,44 +75,19 @@ class EulerConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> EulerConfig:
-        for flag in _EULER_UNSUPPORTED:
-            if config.get(flag):
-                raise EngineError(f"scheduler option {flag} is not supported by npc_rt")
-        defaults = cls()
-
-        def pick(name: str) -> Any:
-            value = config.get(name)
-            return getattr(defaults, name) if value is None else value
-
-        try:
-            out = cls(
-                num_train_timesteps=int(pick("num_train_timesteps")),
-                beta_start=float(pick("beta_start")),
-                beta_end=float(pick("beta_end")),
-                beta_schedule=str(pick("beta_schedule")),
-                prediction_type=str(pick("prediction_type")),
-                interpolation_type=str(pick("interpolation_type")),
-                timestep_spacing=str(pick("timestep_spacing")),
-                timestep_type=str(pick("timestep_type")),
-                steps_offset=int(pick("steps_offset")),
-                final_sigmas_type=str(pick("final_sigmas_type")),
-            )
-        except (TypeError, ValueError) as exc:
-            raise EngineError(f"scheduler config has a malformed value: {exc}") from exc
-        allowed = {
-            "beta_schedule": ("linear", "scaled_linear"),
-            "prediction_type": ("epsilon", "v_prediction"),
-            "interpolation_type": ("linear",),
-            "timestep_spacing": ("linspace", "leading", "trailing"),
-            "timestep_type": ("discrete",),
-            "final_sigmas_type": ("zero", "sigma_min"),
-        }
-        for name, values in allowed.items():
-            if getattr(out, name) not in values:
-                raise EngineError(
-                    f"scheduler {name}={getattr(out, name)!r} is not supported (supported: {values})"
-                )
-        return out
+        return read_scheduler_config(
+            cls,
+            config,
+            unsupported=_EULER_UNSUPPORTED,
+            allowed={
+                "beta_schedule": ("linear", "scaled_linear"),
+                "prediction_type": ("epsilon", "v_prediction"),
+                "interpolation_type": ("linear",),
+                "timestep_spacing": ("linspace", "leading", "trailing"),
+                "timestep_type": ("discrete",),
+                "final_sigmas_type": ("zero", "sigma_min"),
+            },
+        )
 
     def alphas_cumprod(self) -> np.ndarray:
         """float32 cumulative alphas, as the scheduler's ``__init__`` computes them in torch."""
