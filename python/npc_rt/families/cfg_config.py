@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from npc_rt.engine import Engine
-from npc_rt.errors import EngineError, ShapeError
+from npc_rt.errors import EngineError
+from npc_rt.families.common import check_engine_layout, check_image_size
 from npc_rt.pipeline import TextEmbedding
 
 
@@ -38,14 +39,7 @@ class CfgConfig:
         kinds: Mapping[str, str],
         tokenizers: tuple[str, ...],
     ) -> CfgConfig:
-        if engine.family != family:
-            raise EngineError(f"engine {engine.root} is family {engine.family!r}, not {family!r}")
-        for name, kind in kinds.items():
-            comp = engine.component(name)
-            if comp.kind != kind:
-                raise EngineError(f"engine component {name} is a {comp.kind!r}, expected {kind!r}")
-        for name in tokenizers:
-            engine.tokenizer(name)
+        check_engine_layout(engine, family, kinds, tokenizers)
         p = engine.pipeline
         try:
             res = p["resolution"]
@@ -78,19 +72,7 @@ class CfgConfig:
 
     def check_size(self, height: int, width: int) -> None:
         """``ShapeError`` unless the size is a multiple of the resolution unit and in range."""
-        m = self.resolution_multiple
-        for axis, value, lo, hi in (
-            ("height", height, self.min_size[0], self.max_size[0]),
-            ("width", width, self.min_size[1], self.max_size[1]),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ShapeError(f"{axis} must be an integer, got {value!r}")
-            if value % m:
-                raise ShapeError(f"{axis} {value} is not a multiple of {m}")
-            if not lo <= value <= hi:
-                raise ShapeError(
-                    f"{axis} {value} is outside the engine's exported range [{lo}, {hi}]"
-                )
+        check_image_size(height, width, self.resolution_multiple, self.min_size, self.max_size)
 
     def noise_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
         """``(1, latent_channels, H / vae_scale_factor, W / vae_scale_factor)``: prepare_latents."""

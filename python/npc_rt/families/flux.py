@@ -14,6 +14,7 @@ import numpy as np
 
 from npc_rt.engine import Engine
 from npc_rt.errors import EngineError, InvalidInputError, ShapeError
+from npc_rt.families.common import check_engine_layout, check_image_size
 
 FAMILY = "flux"
 CLIP = "text_encoder"
@@ -53,14 +54,7 @@ class FluxConfig:
     @classmethod
     def from_engine(cls, engine: Engine) -> FluxConfig:
         """Read and check a FLUX engine: components of the right kinds, the pipeline constants."""
-        if engine.family != FAMILY:
-            raise EngineError(f"engine {engine.root} is family {engine.family!r}, not {FAMILY!r}")
-        for name, kind in COMPONENT_KINDS.items():
-            comp = engine.component(name)
-            if comp.kind != kind:
-                raise EngineError(f"engine component {name} is a {comp.kind!r}, expected {kind!r}")
-        for name in (CLIP_TOKENIZER, T5_TOKENIZER):
-            engine.tokenizer(name)
+        check_engine_layout(engine, FAMILY, COMPONENT_KINDS, (CLIP_TOKENIZER, T5_TOKENIZER))
         p = engine.pipeline
         try:
             resolution = p["resolution"]
@@ -100,19 +94,7 @@ class FluxConfig:
     def check_size(self, height: int, width: int) -> None:
         """Raise ``ShapeError`` unless ``height``x``width`` is a multiple of the packing unit and
         within the exported resolution range."""
-        m = self.resolution_multiple
-        for axis, value, lo, hi in (
-            ("height", height, self.min_size[0], self.max_size[0]),
-            ("width", width, self.min_size[1], self.max_size[1]),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ShapeError(f"{axis} must be an integer, got {value!r}")
-            if value % m:
-                raise ShapeError(f"{axis} {value} is not a multiple of {m}")
-            if not lo <= value <= hi:
-                raise ShapeError(
-                    f"{axis} {value} is outside the engine's exported range [{lo}, {hi}]"
-                )
+        check_image_size(height, width, self.resolution_multiple, self.min_size, self.max_size)
 
     def latent_size(self, height: int, width: int) -> tuple[int, int]:
         return latent_size(height, width, self.vae_scale_factor)
