@@ -18,7 +18,14 @@ def test_sdxl_plan_contracts(tiny_sdxl_pipeline_dir: Path) -> None:
     source = open_source(tiny_sdxl_pipeline_dir)
     assert source.family == "sdxl"
     plan = sdxl_export.plan(source, ExportOptions(**TINY_SDXL_EXPORT))
-    assert list(plan.contracts) == ["text_encoder", "text_encoder_2", "unet", "vae_decoder"]
+    assert list(plan.contracts) == [
+        "text_encoder",
+        "text_encoder_2",
+        "unet",
+        "vae_decoder",
+        "sampler_step",
+    ]
+    assert plan.contracts["sampler_step"].kind == "eps_euler_step"  # the scheduler's prediction
     unet = plan.contracts["unet"]
     assert unet.dims["batch"].max == TINY_SDXL_EXPORT["max_batch"]
     # 64 px opt -> 8 latent rows, 128 px max -> 16 (vae_scale_factor 8)
@@ -48,6 +55,7 @@ def test_sd3_plan_contracts(tiny_sd3_pipeline_dir: Path) -> None:
         "text_encoder_3",
         "transformer",
         "vae_decoder",
+        "sampler_step",
     ]
     tr = plan.contracts["transformer"]
     assert tr.dims["joint_length"].max == 77 + TINY_SD3_EXPORT["max_sequence_length"]

@@ -23,6 +23,7 @@ from npc_rt_export.contracts import ComponentContract, DimRange, TensorSpec
 from npc_rt_export.options import ExportOptions, Size
 from npc_rt_export.plan import ExportPlan
 from npc_rt_export.profiles import ImageProfile, check_size, resolve_image_profile
+from npc_rt_export.sampler_step import with_sampler_step
 from npc_rt_export.source import PipelineSource, require_components
 from npc_rt_export.tokenizer_files import TokenizerEntry, convert_clip, convert_t5, require_file
 
@@ -56,6 +57,8 @@ def module_dtype(module: nn.Module) -> torch.dtype:
     counts: dict[torch.dtype, int] = {}
     for p in module.parameters():
         counts[p.dtype] = counts.get(p.dtype, 0) + p.numel()
+    if not counts:  # weightless modules (the sampler step) compute in float32
+        return torch.float32
     return max(counts, key=counts.__getitem__)
 
 
@@ -512,7 +515,7 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
     scheduler_config = require_file(
         source.folder("scheduler") / "scheduler_config.json", "scheduler config"
     )
-    return ExportPlan(
+    family_plan = ExportPlan(
         family="flux",
         contracts=contracts(constants, profile),
         load=loaders(source, constants, options.precision),
@@ -522,3 +525,4 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
         pipeline=pipeline_manifest(source, constants, profile),
         scoring_encoder=dict(SCORING_ENCODER),
     )
+    return with_sampler_step(family_plan, "transformer", "hidden_states", "flow")

@@ -24,6 +24,7 @@ from npc_rt_export.flux import TORCH_DTYPES, T5LastHidden, _other, module_dtype
 from npc_rt_export.options import ExportOptions, Size
 from npc_rt_export.plan import ExportPlan
 from npc_rt_export.profiles import ImageProfile, check_size, latent_dims, resolve_image_profile
+from npc_rt_export.sampler_step import with_sampler_step
 from npc_rt_export.sdxl import (
     CLIP_LENGTH,
     clip_contract,
@@ -347,7 +348,7 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
         "max_batch": profile.max_batch,
         "resolution": resolution_manifest(profile),
     }
-    return ExportPlan(
+    family_plan = ExportPlan(
         family="sd3",
         contracts=contracts(c, profile),
         load=loaders(source, options.precision),
@@ -357,3 +358,4 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
         pipeline=pipeline,
         scoring_encoder=dict(SCORING_ENCODER),
     )
+    return with_sampler_step(family_plan, "transformer", "hidden_states", "flow")

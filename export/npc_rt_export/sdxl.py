@@ -11,6 +11,7 @@ The CLIP wrappers and the resolution profile are shared with the SD3 export (``s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from npc_rt_export.flux import TORCH_DTYPES, VaeDecode, _other, module_dtype
 from npc_rt_export.options import ExportOptions, Size
 from npc_rt_export.plan import ExportPlan
 from npc_rt_export.profiles import ImageProfile, check_size, latent_dims, resolve_image_profile
+from npc_rt_export.sampler_step import with_sampler_step
 from npc_rt_export.source import PipelineSource, require_components
 from npc_rt_export.tokenizer_files import TokenizerEntry, convert_clip, require_file
 
@@ -429,7 +431,7 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
     scheduler_config = require_file(
         source.folder("scheduler") / "scheduler_config.json", "scheduler config"
     )
-    return ExportPlan(
+    family_plan = ExportPlan(
         family="sdxl",
         contracts=contracts(constants, profile),
         load=loaders(source, options.precision),
@@ -439,3 +441,7 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
         pipeline=pipeline_manifest(source, constants, profile),
         scoring_encoder=dict(SCORING_ENCODER),
     )
+    prediction = str(
+        json.loads(scheduler_config.read_text(encoding="utf-8")).get("prediction_type", "epsilon")
+    )
+    return with_sampler_step(family_plan, "unet", "sample", prediction)
