@@ -434,8 +434,9 @@ print("ok")
     assert out.stdout.strip() == "ok"
 
 
+@pytest.mark.parametrize("latents", ["host", "device"])
 def test_cli_generate_writes_png_with_parameters(
-    ours, tiny_flux_engine_dir: Path, tmp_path: Path
+    ours, tiny_flux_engine_dir: Path, tmp_path: Path, latents: str
 ) -> None:
     from npc_rt.records import read_png_text
 
@@ -444,11 +445,11 @@ def test_cli_generate_writes_png_with_parameters(
         sys.executable, "-m", "npc_rt", "generate", "--engine", str(tiny_flux_engine_dir),
         "--prompt", PROMPT, "--negative", NEGATIVE, "--negative-steps", "2", "--true-cfg", "1.8",
         "--seed", str(SEED), "--steps", str(STEPS), "--height", str(HEIGHT), "--width", str(WIDTH),
-        "--guidance", str(GUIDANCE), "--out", str(png),
+        "--guidance", str(GUIDANCE), "--out", str(png), "--latents", latents,
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    for stage in ("encode", "denoise", "decode"):
+    for stage in ("encode", "denoise", "decode", f"latents on the {latents}"):
         assert stage in out.stdout
     text = read_png_text(png)
     assert text["prompt"] == PROMPT and text["negative"] == NEGATIVE

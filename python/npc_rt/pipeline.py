@@ -34,6 +34,7 @@ from npc_rt.families import flux
 from npc_rt.generator import GenerationParams
 from npc_rt.guidance import GuidanceLayout
 from npc_rt.pipeline_base import BatchedPipeline, Samples, _LruCache
+from npc_rt.resident import ResidentLoop, denoise_resident, flux_rows, resident_backend
 from npc_rt.schedule import FlowMatchConfig, euler_step_into, flux_schedule
 
 DEFAULT_TRUE_CFG = 1.8
@@ -117,6 +118,7 @@ class Pipeline(BatchedPipeline):
         t5_tokenizer: Any = None,
         randn: Randn | None = None,
         text_cache_size: int = 64,
+        resident: bool | None = None,
     ) -> None:
         self._engine = engine
         self._backend = backend
@@ -134,6 +136,7 @@ class Pipeline(BatchedPipeline):
         self._randn = randn
         self._cache = _LruCache(text_cache_size)
         self._noise_dtype = _NOISE_DTYPE.get(engine.precision, "float32")
+        self._resident = resident_backend(backend, engine, "flow", resident)
 
     # -- ImageGenerator ---------------------------------------------------------------------
     @property
@@ -180,6 +183,11 @@ class Pipeline(BatchedPipeline):
 
     def scoring_encoder(self) -> FluxScoringEncoder:
         return FluxScoringEncoder(self)
+
+    @property
+    def resident(self) -> bool:
+        """Whether the latents stay on the backend's device between steps (``npc_rt.resident``)."""
+        return self._resident
 
     # -- sampling ---------------------------------------------------------------------------
     def default_negative_steps(self, steps: int) -> int:
@@ -237,6 +245,24 @@ class Pipeline(BatchedPipeline):
         phases = {False: {name: place(a[:k]) for name, a in rows_all.items()}}
         if uses_negatives:
             phases[True] = {name: place(a) for name, a in rows_all.items()}
+        if self._resident:
+            ids = {"img_ids": img_ids, "txt_ids": txt_ids}
+            order = [False, True] if uses_negatives else [False]
+            loop = ResidentLoop(
+                backbone=flux.TRANSFORMER,
+                latent_input="hidden_states",
+                output=self._transformer_output,
+                guidance=params.true_cfg,
+                sigmas=schedule.sigmas,
+                input_divisors=np.ones(params.steps, dtype=np.float32),
+                phases=[flux_rows(layout, with_negs) for with_negs in order],
+                texts=[{**phases[with_negs], **ids} for with_negs in order],
+                phase_of=lambda i: int(uses_negatives and i < params.negative_steps),
+                step_inputs=lambda i, rows: {
+                    "timestep": np.full((rows,), schedule.model_timestep(i), np.float32)
+                },
+            )
+            return denoise_resident(self._backend, loop, latents)  # type: ignore[arg-type]
         for i in range(params.steps):
             with_negs = uses_negatives and i < params.negative_steps
             rows = layout.row_candidates(with_negs)
@@ -355,21 +381,25 @@ def load_engine(
     verify_hashes: bool = False,
     text_cache_size: int = 64,
     intra_op_threads: int = 0,
+    resident: bool | None = None,
 ) -> Pipeline:
     """Open an engine directory and its sessions; every check runs here, before any sampling.
 
     ``backend``: ``"ort"`` (ONNX Runtime; ``providers`` picks its execution providers, default
     CUDA if present, else CPU; ``intra_op_threads`` its threads per session, 0 = one per core) or
-    ``"trt"`` (native TensorRT plans built by ``npc-rt build`` at ``precision``)."""
+    ``"trt"`` (native TensorRT plans built by ``npc-rt build`` at ``precision``).
+
+    ``resident``: keep the latents on the device between steps (``npc_rt.resident``); None =
+    when the backend computes on a GPU and the engine has a sampler step, True = required."""
     engine = open_engine(path, verify_hashes=verify_hashes)
     runner = _backend(engine, backend, providers, precision, intra_op_threads)
     if engine.family in ("sdxl", "sd3"):  # real-CFG families: pipelines_cfg.CfgPipeline
         from npc_rt.pipelines_cfg import load_cfg_engine
 
-        return load_cfg_engine(engine, runner, text_cache_size=text_cache_size)
+        return load_cfg_engine(engine, runner, text_cache_size=text_cache_size, resident=resident)
     if engine.family != flux.FAMILY:
         raise EngineError(f"no pipeline for family {engine.family!r}")
-    pipeline = Pipeline(engine, runner, text_cache_size=text_cache_size)
+    pipeline = Pipeline(engine, runner, text_cache_size=text_cache_size, resident=resident)
     runner.load()
     # tokenizers too: a bad tokenizer file fails here, and the first prompt pays no load time
     pipeline.clip_tokenizer, pipeline.t5_tokenizer  # noqa: B018

@@ -37,6 +37,7 @@ from npc_rt.pipeline import (
 )
 from npc_rt.pipeline import Pipeline as _FluxPipeline
 from npc_rt.pipeline_base import BatchedPipeline, Samples, _LruCache
+from npc_rt.resident import ResidentLoop, cfg_rows, denoise_resident, resident_backend
 
 EMPTY_PROMPT = ""
 
@@ -66,9 +67,20 @@ class CfgFamily(Protocol):
         self, embeddings: Sequence[TextEmbedding], height: int, width: int
     ) -> dict[str, np.ndarray]: ...
 
-    def backbone_inputs(
-        self, latents: np.ndarray, schedule: Any, step: int, text: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]: ...
+    latent_input: str
+
+    @property
+    def prediction(self) -> str:
+        """The sampler step's prediction type: "flow", "epsilon" or "v_prediction"."""
+        ...
+
+    def model_input_divisor(self, schedule: Any, step: int) -> np.float32:
+        """The backbone's latent input at ``step`` is ``latents / model_input_divisor``."""
+        ...
+
+    def step_inputs(self, schedule: Any, step: int, rows: int) -> dict[str, np.ndarray]:
+        """The backbone's per-step inputs besides the latents (the timestep) for ``rows`` rows."""
+        ...
 
     def step(
         self, latents: np.ndarray, pred: np.ndarray, schedule: Any, step: int
@@ -120,10 +132,12 @@ class CfgPipeline(BatchedPipeline):
         *,
         randn: Randn | None = None,
         text_cache_size: int = 64,
+        resident: bool | None = None,
     ) -> None:
         self._engine = engine
         self._backend = backend
         self._family = family
+        self._resident = resident_backend(backend, engine, family.prediction, resident)
         self._config = family.config
         self._randn = randn
         self._cache = _LruCache(text_cache_size)
@@ -166,6 +180,11 @@ class CfgPipeline(BatchedPipeline):
 
     def scoring_encoder(self) -> CfgScoringEncoder:
         return CfgScoringEncoder(self)
+
+    @property
+    def resident(self) -> bool:
+        """Whether the latents stay on the backend's device between steps (``npc_rt.resident``)."""
+        return self._resident
 
     # -- sampling ---------------------------------------------------------------------------
     def default_negative_steps(self, steps: int) -> int:
@@ -220,10 +239,32 @@ class CfgPipeline(BatchedPipeline):
         phases = {True: {n: place(a) for n, a in early.items()}}
         phases[False] = phases[True] if early is late else {n: place(a) for n, a in late.items()}
         output = self._engine.component(fam.backbone).output_names[0]
+        if self._resident:
+            loop = ResidentLoop(
+                backbone=fam.backbone,
+                latent_input=fam.latent_input,
+                output=output,
+                guidance=params.guidance if do_cfg else 1.0,
+                sigmas=schedule.sigmas,
+                input_divisors=np.array(
+                    [fam.model_input_divisor(schedule, i) for i in range(params.steps)],
+                    dtype=np.float32,
+                ),
+                # the text changes at negative_steps (phase 1 -> 0); the row layout never does
+                phases=[cfg_rows(k, do_cfg)] * 2,
+                texts=[phases[False], phases[True]],
+                phase_of=lambda i: int(i < params.negative_steps),
+                step_inputs=lambda i, rows: fam.step_inputs(schedule, i, rows),
+            )
+            return denoise_resident(self._backend, loop, latents)  # type: ignore[arg-type]
         for i in range(params.steps):
             text = phases[i < params.negative_steps]
             rows = np.concatenate([latents, latents]) if do_cfg else latents
-            inputs = fam.backbone_inputs(rows, schedule, i, text)
+            inputs = {
+                fam.latent_input: rows / fam.model_input_divisor(schedule, i),
+                **fam.step_inputs(schedule, i, rows.shape[0]),
+                **text,
+            }
             out = self._backend.run(fam.backbone, inputs)[output]
             pred = cfg_combine(out[:k], out[k:], params.guidance) if do_cfg else out
             latents = fam.step(latents, pred, schedule, i)
@@ -306,6 +347,7 @@ def load_cfg_engine(
     *,
     providers: Sequence[str] | None = None,
     text_cache_size: int = 64,
+    resident: bool | None = None,
 ) -> CfgPipeline:
     """An opened SDXL/SD3 engine with its sessions and tokenizers loaded, on ``backend``
     (default: ONNX Runtime with ``providers``)."""
@@ -314,7 +356,9 @@ def load_cfg_engine(
 
         backend = OrtBackend(engine, providers)
     family = cfg_family_for(engine)
-    pipeline = CfgPipeline(engine, backend, family, text_cache_size=text_cache_size)
+    pipeline = CfgPipeline(
+        engine, backend, family, text_cache_size=text_cache_size, resident=resident
+    )
     backend.load()
     for name in engine.tokenizers:
         pipeline.tokenizer(name)

@@ -30,3 +30,26 @@ class Backend(Protocol):
     def place(self, array: np.ndarray) -> object: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ResidentBackend(Backend, Protocol):
+    """A backend that can keep tensors where it computes (a GPU) between component calls.
+
+    ``run_resident`` takes host arrays or values it returned earlier (``place``d inputs or
+    outputs of ``run_resident``) and returns opaque values that stay on the device; ``to_host``
+    copies one back. The sampling loops use it to keep the latents on the device for a whole
+    generation (``npc_rt.resident``). ``prefers_resident`` says whether that pays: true on a GPU,
+    false on the CPU, where the host loop does the same work without the graph overhead.
+
+    A value returned by ``run_resident`` stays valid at least until the second next
+    ``run_resident`` of the same component: a backend may reuse its output memory after that
+    (the TensorRT one alternates two output sets per shape).
+    """
+
+    @property
+    def prefers_resident(self) -> bool: ...
+
+    def run_resident(self, component: str, inputs: Mapping[str, object]) -> dict[str, object]: ...
+
+    def to_host(self, value: object) -> np.ndarray: ...

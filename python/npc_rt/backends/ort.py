@@ -164,9 +164,9 @@ class OrtBackend:
             raise EngineError(f"{component} failed in onnxruntime: {exc}") from exc
         return dict(zip(spec.output_names, values, strict=True))
 
-    def _run_bound(
+    def _bind(
         self, session: Any, spec: ComponentSpec, inputs: Mapping[str, object], dtypes: dict
-    ) -> dict[str, np.ndarray]:
+    ) -> Any:
         ort = _ort()
         binding = session.io_binding()
         for name, value in inputs.items():
@@ -177,8 +177,45 @@ class OrtBackend:
         for name in spec.output_names:
             binding.bind_output(name, self._device, 0)
         session.run_with_iobinding(binding)
-        values = binding.copy_outputs_to_cpu()
+        return binding
+
+    def _run_bound(
+        self, session: Any, spec: ComponentSpec, inputs: Mapping[str, object], dtypes: dict
+    ) -> dict[str, np.ndarray]:
+        values = self._bind(session, spec, inputs, dtypes).copy_outputs_to_cpu()
         return dict(zip(spec.output_names, values, strict=True))
+
+    # -- ResidentBackend --------------------------------------------------------------------
+    @property
+    def prefers_resident(self) -> bool:
+        """On a device provider: outputs then stay in device memory between calls."""
+        return self._device != "cpu"
+
+    def run_resident(self, component: str, inputs: Mapping[str, object]) -> dict[str, object]:
+        """Like ``run``, with outputs left where the provider computed them (``OrtValue``s; each
+        call allocates fresh ones, so earlier outputs stay valid as long as they are held)."""
+        spec = self._engine.component(component)
+        ort = _ort()
+        spec.check_inputs(
+            {
+                k: tuple(v.shape()) if isinstance(v, ort.OrtValue) else np.shape(v)
+                for k, v in inputs.items()
+            }
+        )
+        dtypes = {t.name: t.dtype for t in spec.inputs}
+        try:
+            binding = self._bind(self._session(component), spec, inputs, dtypes)
+            values = binding.get_outputs()
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"{component} failed in onnxruntime: {exc}") from exc
+        return dict(zip(spec.output_names, values, strict=True))
+
+    def to_host(self, value: object) -> np.ndarray:
+        if isinstance(value, _ort().OrtValue):
+            return value.numpy()
+        return np.asarray(value)
 
     def close(self) -> None:
         """Forget this backend's sessions (the process cache keeps them for other users)."""

@@ -43,6 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="ONNX Runtime provider (cpu, cuda, tensorrt); repeat for a priority list",
     )
+    parser.add_argument(
+        "--latents",
+        choices=("auto", "device", "host"),
+        default="auto",
+        help="where the latents live between steps: device (the engine's sampler step runs "
+        "there), host (numpy), auto (device on a GPU backend when the engine has the step)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
     parser.set_defaults(func=_run)
 
@@ -56,7 +63,11 @@ def _run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     pipeline = load_engine(
-        args.engine, backend=args.backend, providers=args.provider, precision=args.precision
+        args.engine,
+        backend=args.backend,
+        providers=args.provider,
+        precision=args.precision,
+        resident={"auto": None, "device": True, "host": False}[args.latents],
     )
     load_s = time.perf_counter() - t0
     defaults = pipeline.default_params
@@ -78,7 +89,8 @@ def _run(args: argparse.Namespace) -> int:
     t = image.timings
     print(
         f"load {load_s:.3f}s  encode {t['encode']:.3f}s  denoise {t['denoise']:.3f}s "
-        f"({t['denoise'] / image.params.steps * 1000:.1f} ms/step)  decode {t['decode']:.3f}s  "
+        f"({t['denoise'] / image.params.steps * 1000:.1f} ms/step, latents on the "
+        f"{'device' if pipeline.resident else 'host'})  decode {t['decode']:.3f}s  "
         f"-> {path}",
         file=sys.stdout,
     )

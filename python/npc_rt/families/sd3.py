@@ -94,19 +94,16 @@ class Sd3Family:
             "pooled_projections": np.stack([e.pooled for e in embeddings]),
         }
 
-    def backbone_inputs(
-        self,
-        latents: np.ndarray,
-        schedule: FlowMatchSchedule,
-        step: int,
-        text: dict[str, np.ndarray],
+    latent_input = "hidden_states"
+    prediction = "flow"
+
+    def model_input_divisor(self, schedule: FlowMatchSchedule, step: int) -> np.float32:
+        return np.float32(1)  # the transformer reads the latents as they are
+
+    def step_inputs(
+        self, schedule: FlowMatchSchedule, step: int, rows: int
     ) -> dict[str, np.ndarray]:
-        rows = latents.shape[0]
-        return {
-            "hidden_states": latents,
-            "timestep": np.full((rows,), schedule.timesteps[step], dtype=np.float32),
-            **text,
-        }
+        return {"timestep": np.full((rows,), schedule.timesteps[step], dtype=np.float32)}
 
     def step(
         self, latents: np.ndarray, pred: np.ndarray, schedule: FlowMatchSchedule, step: int

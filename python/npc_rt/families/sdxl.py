@@ -92,19 +92,18 @@ class SdxlFamily:
     def initial_latents(self, noise: np.ndarray, schedule: EulerSchedule) -> np.ndarray:
         return noise * schedule.init_noise_sigma
 
-    def backbone_inputs(
-        self,
-        latents: np.ndarray,
-        schedule: EulerSchedule,
-        step: int,
-        text: dict[str, np.ndarray],
-    ) -> dict[str, np.ndarray]:
-        rows = latents.shape[0]
-        return {
-            "sample": schedule.scale_model_input(latents, step),
-            "timestep": np.full((rows,), schedule.model_timestep(step), dtype=np.float32),
-            **text,
-        }
+    latent_input = "sample"
+
+    @property
+    def prediction(self) -> str:
+        return self.scheduler.prediction_type
+
+    def model_input_divisor(self, schedule: EulerSchedule, step: int) -> np.float32:
+        """``scale_model_input``: the UNet reads ``latents / sqrt(sigma^2 + 1)``."""
+        return schedule.input_scale(step)
+
+    def step_inputs(self, schedule: EulerSchedule, step: int, rows: int) -> dict[str, np.ndarray]:
+        return {"timestep": np.full((rows,), schedule.model_timestep(step), dtype=np.float32)}
 
     def text_rows(
         self, embeddings: Sequence[TextEmbedding], height: int, width: int
