@@ -135,8 +135,11 @@ def test_second_build_is_a_no_op_and_a_new_gpu_rebuilds(
     target = {"now": H200}
     builds: list[str] = []
 
+    flags: dict[str, str] = {}
+
     def fake_build(_trt, onnx_path, profile, precision, timing_path):
         builds.append(onnx_path.name)
+        flags[onnx_path.stem] = precision
         return f"{onnx_path.name}|{precision}|{target['now'].gpu_name}".encode()
 
     monkeypatch.setattr(trt_backend, "_modules", lambda: (object(), object()))
@@ -144,14 +147,16 @@ def test_second_build_is_a_no_op_and_a_new_gpu_rebuilds(
     monkeypatch.setattr(trt_build, "_build_plan", fake_build)
 
     first = trt_build.build_trt_engines(engine_dir, precision="fp16")
-    assert all(o.built for o in first) and len(builds) == 4
+    assert all(o.built for o in first) and len(builds) == 5
+    # fp16 for the model components; the sampler step keeps the latents' update in float32
+    assert flags.pop("sampler_step") == "fp32" and set(flags.values()) == {"fp16"}
     second = trt_build.build_trt_engines(engine_dir, precision="fp16")
-    assert not any(o.built for o in second) and len(builds) == 4
+    assert not any(o.built for o in second) and len(builds) == 5
     assert [o.plan for o in second] == [o.plan for o in first]
 
     target["now"] = TrtTarget("10.13.0", "NVIDIA L4", "8.9")
     third = trt_build.build_trt_engines(engine_dir, precision="fp16", components=["transformer"])
-    assert third[0].built and len(builds) == 5
+    assert third[0].built and len(builds) == 6
     assert not first[[o.component for o in first].index("transformer")].plan.exists()
 
     with pytest.raises(InvalidInputError, match="FP8-quantized"):
@@ -204,3 +209,46 @@ def test_trt_backend_matches_onnxruntime(engine_dir: Path) -> None:
     got = TrtBackend(engine, precision="fp32").run("vae_decoder", {name: latents})
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, atol=1e-3)
+
+
+def test_plans_of_two_precisions_live_side_by_side(engine_dir: Path) -> None:
+    cache = PlanCache(engine_dir)
+    half = cache.store(_entry("k1" * 32, b"plan-half"), b"plan-half")
+    full_entry = replace(_entry("k3" * 32, b"plan-full"), precision="fp32")
+    full = cache.store(full_entry, b"plan-full")
+    assert half.exists() and cache.lookup("transformer", "k1" * 32) == half
+    assert cache.lookup("transformer", "k3" * 32) == full
+    assert cache.entry("transformer", "fp32") == full_entry
+    assert cache.entry("transformer", "fp16", static=True) is None
+
+
+def test_an_index_of_the_previous_layout_reads_as_empty(engine_dir: Path) -> None:
+    cache = PlanCache(engine_dir)
+    cache.index_path.parent.mkdir(parents=True)
+    cache.index_path.write_text(json.dumps({"version": 1, "plans": {"transformer": {}}}))
+    assert cache.lookup("transformer", "k1" * 32) is None  # rebuilt, not misread
+    path = cache.store(_entry("k1" * 32, b"plan-one"), b"plan-one")
+    assert cache.lookup("transformer", "k1" * 32) == path
+    assert json.loads(cache.index_path.read_text())["version"] == 2
+
+
+def test_gpu_check_script_runs_on_the_fake_gpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """tests/gpu/check_gpu.py is otherwise only run on a GPU machine: run its TensorRT half on the
+    fake GPU (fixtures.fake_gpu) so the script cannot rot unseen."""
+    import sys
+
+    from fixtures.fake_gpu import install_fake_gpu
+
+    install_fake_gpu(monkeypatch)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "gpu"))
+    sys.modules.pop("check_gpu", None)
+    import check_gpu
+
+    out = tmp_path / "gpu.json"
+    assert check_gpu.main(["--out", str(out), "--backends", "fp32,fp16"]) == 0
+    (summary,) = json.loads(out.read_text()).values()
+    assert summary["failures"] == []
+    assert set(summary["generate"]) == {"fp32/device", "fp32/host", "fp16/device", "fp16/host"}
+    assert summary["max_abs_err"]["sampler_step/fp16"] == 0.0  # the fake runs the ONNX graph

@@ -28,8 +28,10 @@ from npc_rt.backends.trt_plans import (
 )
 from npc_rt.engine import open_engine
 from npc_rt.errors import EngineError, InvalidInputError
+from npc_rt.resident import STEP_KIND_OF_PREDICTION
 
 WORKSPACE_BYTES = 8 << 30
+SAMPLER_STEP_KINDS = frozenset(STEP_KIND_OF_PREDICTION.values())
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,10 @@ def build_trt_engines(
                 f"fp8 needs an FP8-quantized ONNX (QuantizeLinear/DequantizeLinear nodes) and "
                 f"{spec.file.path.name} has none; quantize it first (e.g. NVIDIA ModelOpt)"
             )
-        plan = _build_plan(trt, spec.file.path, profile, precision, cache.timing_cache_path)
+        # the sampler step updates the float32 latents: reduced precision there would round
+        # them every step, so its plan computes in float32 whatever the backbone's precision
+        flags = "fp32" if spec.kind in SAMPLER_STEP_KINDS else precision
+        plan = _build_plan(trt, spec.file.path, profile, flags, cache.timing_cache_path)
         entry = PlanEntry(
             component=name,
             key=key,

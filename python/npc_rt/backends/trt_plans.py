@@ -6,7 +6,8 @@ Pure Python, no TensorRT import: the builder (``npc_rt_export.trt_build``) and t
 A plan is only valid for the exact ONNX file, TensorRT version, GPU model and compute capability,
 precision and shape profile it was built for, so all of these go into its cache key. Plans live in
 ``DIR/trt/``; ``DIR/trt/index.json`` maps each component to the key, file and SHA-256 of the plan
-built for it. A lookup with another GPU or TensorRT version misses (the caller rebuilds) instead of
+built for it, one plan per (component, static or not, precision): fp16 and fp32 plans of one component
+live side by side. A lookup with another GPU or TensorRT version misses (the caller rebuilds) instead of
 handing TensorRT a plan it would reject or crash on; a plan whose bytes do not match the index is
 reported as corrupt.
 """
@@ -25,7 +26,7 @@ from npc_rt.records import atomic_write_bytes
 
 PLAN_DIR = "trt"
 INDEX_NAME = "index.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 1 held one plan per component whatever its precision: read as empty
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
 
 Shape = tuple[int, ...]
@@ -141,7 +142,7 @@ class PlanEntry:
 
 
 class PlanCache:
-    """``DIR/trt/index.json``: one entry per (component, static) variant."""
+    """``DIR/trt/index.json``: one entry per (component, static, precision) variant."""
 
     def __init__(self, engine_dir: str | Path) -> None:
         self.root = Path(engine_dir) / PLAN_DIR
@@ -156,27 +157,33 @@ class PlanCache:
             raise EngineError(
                 f"TensorRT plan index {self.index_path} is unreadable: {exc}"
             ) from exc
+        if index.get("version") == 1:  # the previous layout: its plans are rebuilt
+            return {"version": INDEX_VERSION, "plans": {}}
         if index.get("version") != INDEX_VERSION or not isinstance(index.get("plans"), dict):
             raise EngineError(f"TensorRT plan index {self.index_path} has an unknown layout")
         return index
 
     @staticmethod
-    def _slot(component: str, static: bool) -> str:
-        return f"{component}{'.static' if static else ''}"
+    def _slot(component: str, static: bool, precision: str) -> str:
+        return f"{component}{'.static' if static else ''}@{precision}"
 
     def lookup(self, component: str, key: str, *, static: bool = False) -> Path | None:
         """The plan built for exactly ``key``, or None (never built, or built for another GPU,
         TensorRT version, precision or profile: the caller rebuilds). Raises ``EngineError`` if
         the recorded plan file is missing or its bytes changed (corrupt)."""
-        entry = self._read()["plans"].get(self._slot(component, static))
-        if entry is None or entry.get("key") != key:
-            return None
-        path = self.root / entry["file"]
-        self.verify(path, entry)
-        return path
+        for entry in self._read()["plans"].values():
+            if (
+                entry.get("component") == component
+                and bool(entry.get("static")) == static
+                and entry.get("key") == key
+            ):
+                path = self.root / entry["file"]
+                self.verify(path, entry)
+                return path
+        return None
 
-    def entry(self, component: str, *, static: bool = False) -> PlanEntry | None:
-        raw = self._read()["plans"].get(self._slot(component, static))
+    def entry(self, component: str, precision: str, *, static: bool = False) -> PlanEntry | None:
+        raw = self._read()["plans"].get(self._slot(component, static, precision))
         if raw is None:
             return None
         return PlanEntry(**{**raw, "target": TrtTarget(**raw["target"])})
@@ -198,12 +205,12 @@ class PlanCache:
 
     def store(self, entry: PlanEntry, plan_bytes: bytes) -> Path:
         """Write the plan and then its index entry, each atomically; an old plan of the same
-        slot is removed once the index no longer points to it."""
+        slot (component, static, precision) is removed once the index no longer points to it."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / entry.file
         atomic_write_bytes(path, plan_bytes)
         index = self._read()
-        slot = self._slot(entry.component, entry.static)
+        slot = self._slot(entry.component, entry.static, entry.precision)
         old = index["plans"].get(slot)
         index["plans"][slot] = asdict(entry)
         atomic_write_bytes(self.index_path, json.dumps(index, indent=2, sort_keys=True).encode())
