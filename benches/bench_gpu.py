@@ -31,7 +31,9 @@ def timed_ms(fn, repeats: int, sync=lambda: None) -> float:
     return statistics.median(times)
 
 
-def ours(engine_dir: Path, backend: str, precision: str, params, repeats: int) -> dict[str, float]:
+def ours(
+    engine_dir: Path, backend: str, precision: str, params, repeats: int, resident: bool | None
+) -> dict[str, float]:
     from npc_rt.pipeline import load_engine
 
     options = (
@@ -42,7 +44,7 @@ def ours(engine_dir: Path, backend: str, precision: str, params, repeats: int) -
             "providers": ["cuda"],
         }
     )
-    pipe = load_engine(engine_dir, **options)
+    pipe = load_engine(engine_dir, resident=resident, **options)
     prompt = "a photo of two cats on a red sofa"
     result = {
         "generate": timed_ms(lambda: pipe.generate(prompt, seed=0, params=params), repeats),
@@ -122,24 +124,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.size:
         height, width = (int(v) for v in args.size.lower().split("x"))
         params = replace(params, height=height, width=width)
+    # latents on the device (the default on a GPU) and, for the comparison, on the host
     results = {
-        "tensorrt": ours(args.engine, "trt", args.precision, params, args.repeats),
-        "ort-cuda": ours(args.engine, "ort", args.precision, params, args.repeats),
+        "tensorrt": ours(args.engine, "trt", args.precision, params, args.repeats, None),
+        "trt-host-latents": ours(args.engine, "trt", args.precision, params, args.repeats, False),
+        "ort-cuda": ours(args.engine, "ort", args.precision, params, args.repeats, None),
         "diffusers-bf16": diffusers_bf16(args.source, params, args.repeats),
     }
     print(f"{params.height}x{params.width}, {params.steps} steps, median of {args.repeats} (ms)")
     print(
         f"{'':18s}"
         + "".join(f"{k:>18s}" for k in results)
-        + f"{'diffusers/trt':>15s}{'diffusers/ort':>15s}"
+        + f"{'diffusers/trt':>15s}{'diffusers/ort':>15s}{'host/device':>13s}"
     )
     for metric in ("per_step", "generate", "generate+negative"):
-        row = [results[k][metric] for k in results]
-        ratios = (row[2] / row[0], row[2] / row[1])
+        row = {k: results[k][metric] for k in results}
+        peer = row["diffusers-bf16"]
         print(
             f"{metric:18s}"
-            + "".join(f"{v:18.2f}" for v in row)
-            + f"{ratios[0]:15.2f}x{ratios[1]:14.2f}x"
+            + "".join(f"{v:18.2f}" for v in row.values())
+            + f"{peer / row['tensorrt']:14.2f}x{peer / row['ort-cuda']:14.2f}x"
+            + f"{row['trt-host-latents'] / row['tensorrt']:12.2f}x"
         )
     return 0
 
