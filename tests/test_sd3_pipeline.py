@@ -161,3 +161,18 @@ def test_generator_contract_and_t5_scoring(ours: CfgPipeline, diffusers_pipe) ->
             torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)
         )[0]
     np.testing.assert_allclose(hidden, want.numpy(), atol=1e-4)
+
+
+def test_size_conditioning_is_refused_outside_sdxl(
+    ours: CfgPipeline, tiny_flux_engine_dir: Path
+) -> None:
+    from dataclasses import replace
+
+    from npc_rt.errors import InvalidInputError
+    from npc_rt.generator import SizeConditioning
+
+    sized = SizeConditioning(original_size=(128, 128))
+    for pipeline in (ours, load_engine(tiny_flux_engine_dir, providers=["cpu"])):
+        params = replace(pipeline.default_params, steps=4, size_conditioning=sized)
+        with pytest.raises(InvalidInputError, match="SDXL's micro-conditioning; a (sd3|flux)"):
+            pipeline.sample("a cat", seed=0, params=params)

@@ -10,6 +10,7 @@ can fail).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import torch
 from npc_rt.engine import open_engine
 from npc_rt.errors import InvalidInputError, ShapeError
-from npc_rt.generator import GenerationParams, ImageGenerator
+from npc_rt.generator import GenerationParams, ImageGenerator, SizeConditioning
 from npc_rt.pipelines_cfg import CfgPipeline, load_cfg_engine
 
 ATOL = 1e-4
@@ -54,10 +55,11 @@ def params(negative_steps: int | None = None, steps: int = STEPS) -> GenerationP
     )
 
 
-def diffusers_images(pipe, negative: str | None) -> np.ndarray:
+def diffusers_images(pipe, negative: str | None, **kwargs) -> np.ndarray:
     return pipe(
         PROMPT,
         negative_prompt=negative,
+        **kwargs,
         num_inference_steps=STEPS,
         height=SIZE,
         width=SIZE,
@@ -137,6 +139,50 @@ def test_negative_for_first_steps_matches_reference_loop(diffusers_pipe, ours) -
     np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
 
 
+SIZE_CONDITIONING = {
+    "original_size": (128, 96),
+    "crops_coords_top_left": (8, 16),
+    "target_size": (48, 64),
+    "negative_original_size": (32, 32),
+    "negative_crops_coords_top_left": (4, 0),
+    "negative_target_size": (64, 32),
+}
+
+
+def test_size_conditioning_matches_diffusers(diffusers_pipe, ours: CfgPipeline) -> None:
+    """SDXL's micro-conditioning (diffusers' original_size, crops_coords_top_left, target_size
+    and negative_* arguments), with and without a negative prompt."""
+    conditioning = SizeConditioning(**SIZE_CONDITIONING)
+    with_sizes = replace(params(), size_conditioning=conditioning)
+    for negative in (None, NEGATIVE):
+        expected = diffusers_images(diffusers_pipe, negative, **SIZE_CONDITIONING)
+        plain = diffusers_images(diffusers_pipe, negative)
+        assert np.abs(expected - plain).max() > 10 * ATOL  # the sizes matter at this tolerance
+        got = ours.sample(PROMPT, seed=SEED, negatives=(negative,), params=with_sizes).images
+        np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+    # without negative sizes the unconditional rows get the positive triple, as in diffusers
+    positive_only = {k: v for k, v in SIZE_CONDITIONING.items() if not k.startswith("negative")}
+    expected = diffusers_images(diffusers_pipe, NEGATIVE, **positive_only)
+    got = ours.sample(
+        PROMPT,
+        seed=SEED,
+        negatives=(NEGATIVE,),
+        params=replace(params(), size_conditioning=SizeConditioning(**positive_only)),
+    ).images
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+
+
+def test_size_conditioning_is_checked() -> None:
+    with pytest.raises(InvalidInputError, match="go together"):
+        SizeConditioning(negative_original_size=(64, 64))
+    with pytest.raises(InvalidInputError, match="original_size must be two integers >= 1"):
+        SizeConditioning(original_size=(0, 64))
+    with pytest.raises(InvalidInputError, match="crops_coords_top_left must be two integers"):
+        SizeConditioning(crops_coords_top_left=(-1, 0))
+    positive, negative = SizeConditioning(crops_coords_top_left=(3, 4)).time_ids(64, 32)
+    assert positive.tolist() == [64, 32, 3, 4, 64, 32] and negative.tolist() == positive.tolist()
+
+
 def test_batched_candidates_equal_separate_runs(ours: CfgPipeline) -> None:
     negatives = (None, NEGATIVE, "a dog")
     p = params(2)
@@ -202,3 +248,29 @@ def test_texts_are_encoded_once(ours: CfgPipeline) -> None:
     ours.sample(PROMPT, seed=SEED + 1, negatives=(NEGATIVE,), params=p)
     assert ours.text_cache.misses == misses  # prompt and negative came from the cache
     assert len(ours.text_cache) == 2
+
+
+def test_cli_size_conditioning(ours: CfgPipeline, tiny_sdxl_engine_dir: Path, tmp_path: Path):
+    import json
+
+    from npc_rt.cli import main
+    from npc_rt.records import read_png_text
+    from PIL import Image
+
+    png = tmp_path / "sized.png"
+    argv = [
+        "generate", "--engine", str(tiny_sdxl_engine_dir), "--prompt", PROMPT,
+        "--seed", str(SEED), "--steps", str(STEPS), "--height", str(SIZE), "--width", str(SIZE),
+        "--guidance", str(GUIDANCE), "--original-size", "128x96", "--crops-coords-top-left", "8,16",
+        "--out", str(png),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads(read_png_text(png)["npc_rt"])
+    assert record["size_conditioning"]["original_size"] == [128, 96]
+    sized = SizeConditioning(original_size=(128, 96), crops_coords_top_left=(8, 16))
+    (expected,) = ours.generate(
+        PROMPT, seed=SEED, params=replace(params(), size_conditioning=sized)
+    )
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    assert np.abs(pixels.astype(int) - expected.pixels.astype(int)).max() <= 1
+    assert main([*argv[:-2], "--target-size", "64", "--out", str(png)]) == 1  # not AxB

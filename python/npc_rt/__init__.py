@@ -20,6 +20,7 @@ from npc_rt.errors import (
     ShapeError,
     TokenizerError,
 )
+from npc_rt.generator import GenerationParams, SizeConditioning
 from npc_rt.judges.base import Caption, Judges, Proposal, Verdict
 from npc_rt.judges.factory import build_judges
 from npc_rt.loop import Attempt, CorrectionResult, correct
@@ -54,6 +55,8 @@ from npc_rt.tokenizer import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "GenerationParams",
+    "SizeConditioning",
     "__version__",
     "NpcError",
     "InvalidInputError",

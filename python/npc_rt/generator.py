@@ -16,6 +16,81 @@ if TYPE_CHECKING:  # pragma: no cover
     from npc_rt.tokenizer import Tokenizer
 
 
+Pair = tuple[int, int]
+
+
+def _pair(name: str, value: object, minimum: int) -> Pair:
+    from npc_rt.errors import InvalidInputError
+
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in value)
+    ):
+        raise InvalidInputError(f"{name} must be two integers >= {minimum}, got {value!r}")
+    return (int(value[0]), int(value[1]))
+
+
+@dataclass(frozen=True)
+class SizeConditioning:
+    """SDXL's micro-conditioning: diffusers' ``original_size``, ``crops_coords_top_left``,
+    ``target_size`` and their ``negative_*`` counterparts, each ``(height, width)`` or
+    ``(top, left)`` in pixels. Sizes left None are the generated image's size (diffusers'
+    default). The negative triple conditions the unconditional rows, and is used only when both
+    negative sizes are given (otherwise those rows get the positive triple, as in diffusers;
+    giving one of the two is refused rather than silently ignored)."""
+
+    original_size: Pair | None = None
+    crops_coords_top_left: Pair = (0, 0)
+    target_size: Pair | None = None
+    negative_original_size: Pair | None = None
+    negative_crops_coords_top_left: Pair = (0, 0)
+    negative_target_size: Pair | None = None
+
+    def __post_init__(self) -> None:
+        from npc_rt.errors import InvalidInputError
+
+        for name in (
+            "original_size",
+            "target_size",
+            "negative_original_size",
+            "negative_target_size",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _pair(name, value, 1))
+        for name in ("crops_coords_top_left", "negative_crops_coords_top_left"):
+            object.__setattr__(self, name, _pair(name, getattr(self, name), 0))
+        if (self.negative_original_size is None) != (self.negative_target_size is None):
+            raise InvalidInputError(
+                "negative_original_size and negative_target_size go together (diffusers ignores "
+                "one without the other)"
+            )
+
+    def time_ids(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(positive, negative)`` float32 ``[6]`` time ids for an image of ``height x width``."""
+        size = (height, width)
+        positive = np.array(
+            [
+                *(self.original_size or size),
+                *self.crops_coords_top_left,
+                *(self.target_size or size),
+            ],
+            dtype=np.float32,
+        )
+        if self.negative_original_size is None or self.negative_target_size is None:
+            return positive, positive
+        negative = np.array(
+            [
+                *self.negative_original_size,
+                *self.negative_crops_coords_top_left,
+                *self.negative_target_size,
+            ],
+            dtype=np.float32,
+        )
+        return positive, negative
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Sampling parameters of one image. ``negative_steps=None`` means the family default
@@ -27,6 +102,7 @@ class GenerationParams:
     guidance: float
     true_cfg: float
     negative_steps: int | None = None
+    size_conditioning: SizeConditioning | None = None  # SDXL only
 
 
 @dataclass(frozen=True)

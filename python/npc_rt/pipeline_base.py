@@ -140,6 +140,11 @@ class BatchedPipeline:
             value = getattr(params, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise NonFiniteError(f"{name} must be a finite number, got {value!r}")
+        if params.size_conditioning is not None and self.family != "sdxl":
+            raise InvalidInputError(
+                "size_conditioning (original/target size, crop) is SDXL's micro-conditioning; "
+                f"a {self.family} engine has no time ids"
+            )
         self._check_params(params)
         self._config.check_size(params.height, params.width)
         return replace(params, negative_steps=n)

@@ -64,8 +64,11 @@ class CfgFamily(Protocol):
     def initial_latents(self, noise: np.ndarray, schedule: Any) -> np.ndarray: ...
 
     def text_rows(
-        self, embeddings: Sequence[TextEmbedding], height: int, width: int
-    ) -> dict[str, np.ndarray]: ...
+        self, embeddings: Sequence[TextEmbedding], params: GenerationParams, uncond_rows: int
+    ) -> dict[str, np.ndarray]:
+        """The backbone's text inputs for these rows; the first ``uncond_rows`` are
+        unconditional (SDXL conditions them on the negative size triple)."""
+        ...
 
     latent_input: str
 
@@ -232,10 +235,10 @@ class CfgPipeline(BatchedPipeline):
         do_cfg = params.guidance > 1
         place = self._backend.place
         if do_cfg:
-            late = fam.text_rows([empty] * k + [cond] * k, h, w)
-            early = fam.text_rows(list(uncond_with_negatives) + [cond] * k, h, w)
+            late = fam.text_rows([empty] * k + [cond] * k, params, k)
+            early = fam.text_rows(list(uncond_with_negatives) + [cond] * k, params, k)
         else:
-            late = early = fam.text_rows([cond] * k, h, w)
+            late = early = fam.text_rows([cond] * k, params, 0)
         phases = {True: {n: place(a) for n, a in early.items()}}
         phases[False] = phases[True] if early is late else {n: place(a) for n, a in late.items()}
         output = self._engine.component(fam.backbone).output_names[0]

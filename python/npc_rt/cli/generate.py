@@ -50,8 +50,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where the latents live between steps: device (the engine's sampler step runs "
         "there), host (numpy), auto (device on a GPU backend when the engine has the step)",
     )
+    sizes = parser.add_argument_group(
+        "SDXL size conditioning", "diffusers' micro-conditioning arguments; HxW or TOPxLEFT"
+    )
+    for flag in SIZE_FLAGS:
+        sizes.add_argument(f"--{flag.replace('_', '-')}", default=None, metavar="AxB")
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
     parser.set_defaults(func=_run)
+
+
+SIZE_FLAGS = (
+    "original_size",
+    "crops_coords_top_left",
+    "target_size",
+    "negative_original_size",
+    "negative_crops_coords_top_left",
+    "negative_target_size",
+)
+
+
+def _size_conditioning(args: argparse.Namespace):
+    from npc_rt.errors import InvalidInputError
+    from npc_rt.generator import SizeConditioning
+
+    given = {name: getattr(args, name) for name in SIZE_FLAGS if getattr(args, name) is not None}
+    if not given:
+        return None
+    pairs = {}
+    for name, text in given.items():
+        parts = text.lower().replace(",", "x").split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise InvalidInputError(f"--{name.replace('_', '-')} wants AxB, got {text!r}")
+        pairs[name] = (int(parts[0]), int(parts[1]))
+    return SizeConditioning(**pairs)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -80,6 +111,7 @@ def _run(args: argparse.Namespace) -> int:
         "negative_steps": args.negative_steps,
     }
     params = replace(defaults, **{k: v for k, v in overrides.items() if v is not None})
+    params = replace(params, size_conditioning=_size_conditioning(args))
     if args.negative_steps is None:
         params = replace(params, negative_steps=None)  # family default, capped at steps
     (image,) = pipeline.generate(

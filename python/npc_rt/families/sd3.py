@@ -18,6 +18,7 @@ import numpy as np
 from npc_rt.engine import Engine
 from npc_rt.families.cfg_config import CfgConfig, TextEmbedding
 from npc_rt.families.flux import vae_input
+from npc_rt.generator import GenerationParams
 from npc_rt.schedule import FlowMatchConfig, FlowMatchSchedule, euler_step
 from npc_rt.schedules_euler import sd3_schedule
 
@@ -87,7 +88,7 @@ class Sd3Family:
         return noise  # SD3's prepare_latents does not scale the noise
 
     def text_rows(
-        self, embeddings: Sequence[TextEmbedding], height: int, width: int
+        self, embeddings: Sequence[TextEmbedding], params: GenerationParams, uncond_rows: int
     ) -> dict[str, np.ndarray]:
         return {
             "encoder_hidden_states": np.stack([e.sequence for e in embeddings]),

@@ -15,6 +15,7 @@ import numpy as np
 from npc_rt.engine import Engine
 from npc_rt.errors import EngineError
 from npc_rt.families.cfg_config import CfgConfig, TextEmbedding
+from npc_rt.generator import GenerationParams, SizeConditioning
 from npc_rt.schedules_euler import EulerConfig, EulerSchedule, euler_schedule
 
 FAMILY = "sdxl"
@@ -36,11 +37,22 @@ EncodeIds = Callable[[str, Sequence[str]], np.ndarray]
 """``ids(tokenizer_name, texts) -> int64 [N, max_length]`` laid out as diffusers tokenizes."""
 
 
-def time_ids(height: int, width: int, rows: int) -> np.ndarray:
-    """``original_size + crops_coords_top_left + target_size`` per row: ``(H, W, 0, 0, H, W)``
-    (the pipeline's defaults: original = target = the requested size, no crop)."""
-    row = np.array([height, width, 0, 0, height, width], dtype=np.float32)
-    return np.repeat(row[None, :], rows, axis=0)
+def time_ids(
+    height: int,
+    width: int,
+    rows: int,
+    conditioning: SizeConditioning | None = None,
+    uncond_rows: int = 0,
+) -> np.ndarray:
+    """``original_size + crops_coords_top_left + target_size`` per row (``_get_add_time_ids``):
+    by default ``(H, W, 0, 0, H, W)``; the first ``uncond_rows`` rows get the negative triple."""
+    positive, negative = (conditioning or SizeConditioning()).time_ids(height, width)
+    return np.concatenate(
+        [
+            np.repeat(negative[None, :], uncond_rows, axis=0),
+            np.repeat(positive[None, :], rows - uncond_rows, axis=0),
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -106,12 +118,18 @@ class SdxlFamily:
         return {"timestep": np.full((rows,), schedule.model_timestep(step), dtype=np.float32)}
 
     def text_rows(
-        self, embeddings: Sequence[TextEmbedding], height: int, width: int
+        self, embeddings: Sequence[TextEmbedding], params: GenerationParams, uncond_rows: int
     ) -> dict[str, np.ndarray]:
         return {
             "encoder_hidden_states": np.stack([e.sequence for e in embeddings]),
             "text_embeds": np.stack([e.pooled for e in embeddings]),
-            "time_ids": time_ids(height, width, len(embeddings)),
+            "time_ids": time_ids(
+                params.height,
+                params.width,
+                len(embeddings),
+                params.size_conditioning,
+                uncond_rows,
+            ),
         }
 
     def step(
