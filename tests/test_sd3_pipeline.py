@@ -176,3 +176,32 @@ def test_size_conditioning_is_refused_outside_sdxl(
         params = replace(pipeline.default_params, steps=4, size_conditioning=sized)
         with pytest.raises(InvalidInputError, match="SDXL's micro-conditioning; a (sd3|flux)"):
             pipeline.sample("a cat", seed=0, params=params)
+
+
+def test_clip_skip_picks_diffusers_layer(tiny_sd3_pipeline_dir: Path, diffusers_pipe) -> None:
+    """SD3's CLIP encoders exported with clip_skip=1 give diffusers' ``_get_clip_prompt_embeds``
+    with clip_skip=1 (``hidden_states[-3]``) for prompts and the penultimate layer for negatives
+    (diffusers passes clip_skip=None for them); the pooled output stays the last layer's."""
+    from npc_rt_export import ExportOptions
+    from npc_rt_export.sd3 import plan
+    from npc_rt_export.source import open_source
+    from npc_rt_export.tiny.sd3 import TINY_SD3_EXPORT
+
+    sd3_plan = plan(
+        open_source(tiny_sd3_pipeline_dir), ExportOptions(**TINY_SD3_EXPORT, clip_skip=1)
+    )
+    assert sd3_plan.pipeline["clip_skip"] == 1
+    ids = diffusers_pipe.tokenizer(
+        ["a red cube"], padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+    ).input_ids
+    with torch.no_grad():
+        penultimate, pooled, hidden = sd3_plan.load["text_encoder"]()(ids)
+        want, want_pooled = diffusers_pipe._get_clip_prompt_embeds(
+            "a red cube", clip_skip=1, clip_model_index=0
+        )
+        default, _ = diffusers_pipe._get_clip_prompt_embeds("a red cube", clip_model_index=0)
+    assert torch.equal(hidden, want) and torch.equal(pooled, want_pooled)
+    assert torch.equal(penultimate, default)  # negatives keep this one, as in diffusers
+    assert not torch.allclose(hidden, default)
+    outputs = sd3_plan.contracts["text_encoder"].output_names
+    assert outputs == ("hidden_states", "text_embeds", "prompt_hidden_states")

@@ -274,3 +274,54 @@ def test_cli_size_conditioning(ours: CfgPipeline, tiny_sdxl_engine_dir: Path, tm
     pixels = np.asarray(Image.open(png).convert("RGB"))
     assert np.abs(pixels.astype(int) - expected.pixels.astype(int)).max() <= 1
     assert main([*argv[:-2], "--target-size", "64", "--out", str(png)]) == 1  # not AxB
+
+
+@pytest.fixture(scope="module")
+def clip_skip_engine(tiny_sdxl_pipeline_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from npc_rt_export import ExportOptions, export_pipeline
+    from npc_rt_export.tiny.sdxl import TINY_SDXL_EXPORT
+
+    out = tmp_path_factory.mktemp("sdxl-clip-skip") / "engine"
+    export_pipeline(tiny_sdxl_pipeline_dir, out, ExportOptions(**TINY_SDXL_EXPORT, clip_skip=1))
+    return out
+
+
+def test_clip_skip_export_matches_diffusers(diffusers_pipe, clip_skip_engine: Path) -> None:
+    """clip_skip is fixed at export (the text encoders output that layer); the engine then
+    matches diffusers called with the same clip_skip."""
+    engine = open_engine(clip_skip_engine)
+    assert engine.pipeline["clip_skip"] == 1
+    skipped = load_cfg_engine(engine)
+    expected = diffusers_images(diffusers_pipe, NEGATIVE, clip_skip=1)
+    plain = diffusers_images(diffusers_pipe, NEGATIVE)
+    assert np.abs(expected - plain).max() > 10 * ATOL  # the layer choice matters
+    got = skipped.sample(PROMPT, seed=SEED, negatives=(NEGATIVE,), params=params()).images
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+
+
+def test_clip_skip_beyond_the_encoder_is_refused(tiny_sdxl_pipeline_dir: Path) -> None:
+    from npc_rt_export import ExportOptions
+    from npc_rt_export.sdxl import plan
+    from npc_rt_export.source import open_source
+
+    source = open_source(tiny_sdxl_pipeline_dir)
+    with pytest.raises(InvalidInputError, match="clip_skip 2 needs more than 3 layers"):
+        plan(source, ExportOptions(clip_skip=2, min_size=(32, 32), max_size=(128, 128)))
+    with pytest.raises(InvalidInputError, match="clip_skip must be an integer >= 1"):
+        ExportOptions(clip_skip=0)
+
+
+def test_clip_skip_in_the_manifest_must_match_the_encoders(
+    tiny_sdxl_engine_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    from npc_rt.errors import EngineError
+
+    copy = Path(shutil.copytree(tiny_sdxl_engine_dir, tmp_path / "engine"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["pipeline"]["clip_skip"] = 1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(EngineError, match="clip_skip is 1 but text_encoder lacks"):
+        load_cfg_engine(open_engine(copy))

@@ -493,6 +493,10 @@ SCORING_ENCODER = {
 
 def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
     """The FLUX export plan for ``source`` under ``options``."""
+    if options.clip_skip is not None:
+        raise InvalidInputError(
+            "clip_skip does not apply to FLUX: it uses CLIP's pooled output only"
+        )
     constants = read_constants(source)
     profile = resolve_profile(constants, options)
 

@@ -36,6 +36,7 @@ class ExportOptions:
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD_BYTES
     opset: int = 18
     overwrite: bool = False
+    clip_skip: int | None = None  # SDXL/SD3: CLIP layers skipped before the penultimate one
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -59,6 +60,15 @@ class ExportOptions:
             raise InvalidInputError(f"check_tolerance must be >= 0, got {self.check_tolerance!r}")
         if self.external_data_threshold < 0:
             raise InvalidInputError("external_data_threshold must be >= 0")
+        if self.clip_skip is not None and (
+            isinstance(self.clip_skip, bool)
+            or not isinstance(self.clip_skip, int)
+            or self.clip_skip < 1
+        ):
+            raise InvalidInputError(
+                f"clip_skip must be an integer >= 1 (None: the penultimate layer), "
+                f"got {self.clip_skip!r}"
+            )
 
 
 def parse_size(text: str) -> Size:

@@ -27,6 +27,7 @@ from npc_rt_export.profiles import ImageProfile, check_size, latent_dims, resolv
 from npc_rt_export.sampler_step import with_sampler_step
 from npc_rt_export.sdxl import (
     CLIP_LENGTH,
+    check_clip_skip,
     clip_contract,
     clip_loader,
     clip_tokenizer_entry,
@@ -156,7 +157,9 @@ def read_constants(source: PipelineSource) -> Sd3Constants:
     return c
 
 
-def contracts(c: Sd3Constants, profile: ImageProfile) -> dict[str, ComponentContract]:
+def contracts(
+    c: Sd3Constants, profile: ImageProfile, clip_skip: int | None = None
+) -> dict[str, ComponentContract]:
     """The five SD3 component contracts, in export order."""
     vsf = c.vae_scale_factor
     batch_t = DimRange(1, min(2, profile.max_batch), profile.max_batch)
@@ -177,6 +180,7 @@ def contracts(c: Sd3Constants, profile: ImageProfile) -> dict[str, ComponentCont
         batch_1,
         trace_batch,
         check_batch,
+        clip_skip,
     )
     clip2 = clip_contract(
         "text_encoder_2",
@@ -186,6 +190,7 @@ def contracts(c: Sd3Constants, profile: ImageProfile) -> dict[str, ComponentCont
         batch_1,
         trace_batch,
         check_batch,
+        clip_skip,
     )
     t5 = ComponentContract(
         name="text_encoder_3",
@@ -268,7 +273,9 @@ def sample_inputs(
     raise InvalidInputError(f"no SD3 component named {contract.name!r}")
 
 
-def loaders(source: PipelineSource, precision: str) -> dict[str, Callable[[], nn.Module]]:
+def loaders(
+    source: PipelineSource, precision: str, clip_skip: int | None = None
+) -> dict[str, Callable[[], nn.Module]]:
     dtype = TORCH_DTYPES[precision]
 
     def t5() -> nn.Module:
@@ -286,8 +293,12 @@ def loaders(source: PipelineSource, precision: str) -> dict[str, Callable[[], nn
         )
 
     return {
-        "text_encoder": clip_loader(source.folder("text_encoder"), dtype, projected=True),
-        "text_encoder_2": clip_loader(source.folder("text_encoder_2"), dtype, projected=True),
+        "text_encoder": clip_loader(
+            source.folder("text_encoder"), dtype, projected=True, clip_skip=clip_skip
+        ),
+        "text_encoder_2": clip_loader(
+            source.folder("text_encoder_2"), dtype, projected=True, clip_skip=clip_skip
+        ),
         "text_encoder_3": t5,
         "transformer": transformer,
         "vae_decoder": vae_loader(source.folder("vae"), dtype),
@@ -325,6 +336,7 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
         ]
 
     require_clip_files(source, "tokenizer", "tokenizer_2")
+    check_clip_skip(source, options.clip_skip, "text_encoder", "text_encoder_2")
     require_file(source.folder("tokenizer_3") / "spiece.model", "T5 sentencepiece model")
     scheduler_config = require_file(
         source.folder("scheduler") / "scheduler_config.json", "scheduler config"
@@ -347,11 +359,12 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
         "default_width": default_w,
         "max_batch": profile.max_batch,
         "resolution": resolution_manifest(profile),
+        "clip_skip": options.clip_skip,
     }
     family_plan = ExportPlan(
         family="sd3",
-        contracts=contracts(c, profile),
-        load=loaders(source, options.precision),
+        contracts=contracts(c, profile, options.clip_skip),
+        load=loaders(source, options.precision, options.clip_skip),
         sample_inputs=lambda contract, sizes, gen: sample_inputs(contract, c, sizes, gen),
         write_tokenizers=write_tokenizers,
         scheduler_config=scheduler_config,

@@ -2,10 +2,11 @@
 
 The wrappers feed each module what diffusers' ``StableDiffusionXLPipeline`` feeds it (checked
 against diffusers 0.42 ``pipeline_stable_diffusion_xl.py``): both CLIP encoders give their
-penultimate hidden state (``hidden_states[-2]``, clip_skip unset); the second also its projected
-pooled output (``text_embeds``, the pipeline's ``pooled_prompt_embeds``); the UNet takes the
-scaled latents, the scheduler's timestep, the concatenated hidden states and the ``text_time``
-added conditioning (pooled embeds + 6 time ids); the VAE decodes ``latents / scaling_factor``.
+penultimate hidden state (``hidden_states[-2]``; ``[-(clip_skip + 2)]`` when exported with
+``clip_skip``, a choice fixed in the graph); the second also its projected pooled output
+(``text_embeds``, the pipeline's ``pooled_prompt_embeds``); the UNet takes the scaled latents,
+the scheduler's timestep, the concatenated hidden states and the ``text_time`` added
+conditioning (pooled embeds + 6 time ids); the VAE decodes ``latents / scaling_factor``.
 The CLIP wrappers and the resolution profile are shared with the SD3 export (``sd3.py``).
 """
 
@@ -48,28 +49,61 @@ DEFAULT_GUIDANCE_SCALE = 5.0
 # --------------------------------------------------------------------------- wrappers
 
 
-class ClipPenultimate(nn.Module):
-    """CLIP text encoder -> penultimate hidden state (``hidden_states[-2]``)."""
+def hidden_layer(clip_skip: int | None) -> int:
+    """The ``hidden_states`` index the pipelines read: ``-2`` (penultimate) without clip_skip,
+    ``-(clip_skip + 2)`` with it (diffusers' SDXL and SD3 ``encode_prompt``)."""
+    return -2 if clip_skip is None else -(clip_skip + 2)
 
-    def __init__(self, model: nn.Module) -> None:
+
+PROMPT_HIDDEN = "prompt_hidden_states"
+"""The extra CLIP output of an engine exported with clip_skip: diffusers applies clip_skip to the
+prompt only (negative and empty prompts keep the penultimate layer), so both layers are needed."""
+
+
+class ClipPenultimate(nn.Module):
+    """CLIP text encoder -> penultimate hidden state, plus ``hidden_states[prompt_layer]`` for
+    the prompt when that is another layer (clip_skip)."""
+
+    def __init__(self, model: nn.Module, prompt_layer: int = -2) -> None:
         super().__init__()
         self.model = model
+        self.prompt_layer = prompt_layer
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         out = self.model(input_ids=input_ids, output_hidden_states=True)
-        return out.hidden_states[-2].float()
+        if self.prompt_layer == -2:
+            return out.hidden_states[-2].float()
+        return out.hidden_states[-2].float(), out.hidden_states[self.prompt_layer].float()
 
 
 class ClipPenultimateProjected(nn.Module):
-    """CLIP text encoder with projection -> (penultimate hidden state, projected pooled)."""
+    """CLIP text encoder with projection -> (penultimate hidden state, projected pooled[, the
+    prompt layer's hidden state]); the pooled output is the last layer's, as in diffusers."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, prompt_layer: int = -2) -> None:
         super().__init__()
         self.model = model
+        self.prompt_layer = prompt_layer
 
-    def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(input_ids=input_ids, output_hidden_states=True)
-        return out.hidden_states[-2].float(), out.text_embeds.float()
+        base = (out.hidden_states[-2].float(), out.text_embeds.float())
+        if self.prompt_layer == -2:
+            return base
+        return (*base, out.hidden_states[self.prompt_layer].float())
+
+
+def check_clip_skip(source: PipelineSource, clip_skip: int | None, *folders: str) -> None:
+    """``InvalidInputError`` unless every CLIP in ``folders`` has the layer clip_skip asks for."""
+    if clip_skip is None:
+        return
+    for folder in folders:
+        layers = int(source.read_config(folder).get("num_hidden_layers", 0))
+        if clip_skip > layers - 1:
+            raise InvalidInputError(
+                f"clip_skip {clip_skip} needs more than {clip_skip + 1} layers; {folder} has "
+                f"{layers}"
+            )
 
 
 class SdxlNoisePrediction(nn.Module):
@@ -176,11 +210,15 @@ def clip_contract(
     batch: DimRange,
     trace: int,
     check: int,
+    clip_skip: int | None = None,
 ) -> ComponentContract:
-    """A CLIP encoder fed 77 ids: penultimate hidden states (and the projected pooled output)."""
+    """A CLIP encoder fed 77 ids: penultimate hidden states (and the projected pooled output;
+    and with clip_skip, the prompt's hidden states from the skipped-to layer)."""
     outputs = [TensorSpec("hidden_states", "float32", ("batch", CLIP_LENGTH, hidden))]
     if projection is not None:
         outputs.append(TensorSpec("text_embeds", "float32", ("batch", projection)))
+    if clip_skip is not None:
+        outputs.append(TensorSpec(PROMPT_HIDDEN, "float32", ("batch", CLIP_LENGTH, hidden)))
     return ComponentContract(
         name=name,
         kind=kind,
@@ -224,7 +262,9 @@ def vae_contract(
     )
 
 
-def contracts(constants: SdxlConstants, profile: ImageProfile) -> dict[str, ComponentContract]:
+def contracts(
+    constants: SdxlConstants, profile: ImageProfile, clip_skip: int | None = None
+) -> dict[str, ComponentContract]:
     """The four SDXL component contracts, in export order."""
     vsf = constants.vae_scale_factor
     batch_t = DimRange(1, min(2, profile.max_batch), profile.max_batch)
@@ -242,6 +282,7 @@ def contracts(constants: SdxlConstants, profile: ImageProfile) -> dict[str, Comp
         batch_1,
         trace_batch,
         check_batch,
+        clip_skip,
     )
     clip2 = clip_contract(
         "text_encoder_2",
@@ -251,6 +292,7 @@ def contracts(constants: SdxlConstants, profile: ImageProfile) -> dict[str, Comp
         batch_1,
         trace_batch,
         check_batch,
+        clip_skip,
     )
     c = constants.latent_channels
     unet = ComponentContract(
@@ -316,15 +358,19 @@ def sample_inputs(
 # --------------------------------------------------------------------------- loading
 
 
-def clip_loader(folder: Path, dtype: torch.dtype, projected: bool) -> Callable[[], nn.Module]:
+def clip_loader(
+    folder: Path, dtype: torch.dtype, projected: bool, clip_skip: int | None = None
+) -> Callable[[], nn.Module]:
+    layer = hidden_layer(clip_skip)
+
     def load() -> nn.Module:
         from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
         if projected:
             return ClipPenultimateProjected(
-                CLIPTextModelWithProjection.from_pretrained(folder, dtype=dtype)
+                CLIPTextModelWithProjection.from_pretrained(folder, dtype=dtype), layer
             )
-        return ClipPenultimate(CLIPTextModel.from_pretrained(folder, dtype=dtype))
+        return ClipPenultimate(CLIPTextModel.from_pretrained(folder, dtype=dtype), layer)
 
     return load
 
@@ -340,7 +386,9 @@ def vae_loader(folder: Path, dtype: torch.dtype) -> Callable[[], nn.Module]:
     return load
 
 
-def loaders(source: PipelineSource, precision: str) -> dict[str, Callable[[], nn.Module]]:
+def loaders(
+    source: PipelineSource, precision: str, clip_skip: int | None = None
+) -> dict[str, Callable[[], nn.Module]]:
     dtype = TORCH_DTYPES[precision]
 
     def unet() -> nn.Module:
@@ -351,8 +399,12 @@ def loaders(source: PipelineSource, precision: str) -> dict[str, Callable[[], nn
         )
 
     return {
-        "text_encoder": clip_loader(source.folder("text_encoder"), dtype, projected=False),
-        "text_encoder_2": clip_loader(source.folder("text_encoder_2"), dtype, projected=True),
+        "text_encoder": clip_loader(
+            source.folder("text_encoder"), dtype, projected=False, clip_skip=clip_skip
+        ),
+        "text_encoder_2": clip_loader(
+            source.folder("text_encoder_2"), dtype, projected=True, clip_skip=clip_skip
+        ),
         "unet": unet,
         "vae_decoder": vae_loader(source.folder("vae"), dtype),
     }
@@ -428,17 +480,18 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
         ]
 
     require_clip_files(source, "tokenizer", "tokenizer_2")
+    check_clip_skip(source, options.clip_skip, "text_encoder", "text_encoder_2")
     scheduler_config = require_file(
         source.folder("scheduler") / "scheduler_config.json", "scheduler config"
     )
     family_plan = ExportPlan(
         family="sdxl",
-        contracts=contracts(constants, profile),
-        load=loaders(source, options.precision),
+        contracts=contracts(constants, profile, options.clip_skip),
+        load=loaders(source, options.precision, options.clip_skip),
         sample_inputs=lambda contract, sizes, gen: sample_inputs(contract, constants, sizes, gen),
         write_tokenizers=write_tokenizers,
         scheduler_config=scheduler_config,
-        pipeline=pipeline_manifest(source, constants, profile),
+        pipeline={**pipeline_manifest(source, constants, profile), "clip_skip": options.clip_skip},
         scoring_encoder=dict(SCORING_ENCODER),
     )
     prediction = str(

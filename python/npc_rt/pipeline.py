@@ -57,10 +57,19 @@ Randn = Callable[..., np.ndarray]
 
 @dataclass(frozen=True, eq=False)
 class TextEmbedding:
-    """FLUX's conditioning for one text: T5 sequence ``[L, D]`` and CLIP pooled ``[P]``."""
+    """One text's conditioning: a sequence ``[L, D]`` and a pooled vector ``[P]`` (FLUX: T5 and
+    CLIP pooled). ``prompt_sequence``: the sequence to use when the text is the prompt, where that
+    differs (an SDXL/SD3 engine exported with clip_skip: diffusers applies it to prompts only)."""
 
     sequence: np.ndarray
     pooled: np.ndarray
+    prompt_sequence: np.ndarray | None = None
+
+    def as_prompt(self) -> TextEmbedding:
+        """This embedding as the prompt's conditioning."""
+        if self.prompt_sequence is None:
+            return self
+        return TextEmbedding(self.prompt_sequence, self.pooled)
 
 
 def _encode_tokens(tokenizer: Any, texts: Sequence[str], length: int, pad_id: int) -> np.ndarray:

@@ -202,7 +202,8 @@ class CfgPipeline(BatchedPipeline):
         empty = self.empty_embedding()
         t1 = time.perf_counter()
         uncond_with = [empty if n is None else embeddings[n] for n in negatives]
-        latents = self.denoise(embeddings[prompt], uncond_with, empty, seed, params)
+        cond = embeddings[prompt].as_prompt()  # clip_skip engines: the prompt's own layer
+        latents = self.denoise(cond, uncond_with, empty, seed, params)
         t2 = time.perf_counter()
         images = self.decode(latents)
         t3 = time.perf_counter()

@@ -34,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="engine directory to write")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
     parser.add_argument(
+        "--clip-skip",
+        type=int,
+        default=None,
+        help="SDXL/SD3: CLIP layers to skip before the penultimate (diffusers' clip_skip); "
+        "fixed in the exported text encoders",
+    )
+    parser.add_argument(
         "--max-batch",
         type=int,
         default=16,
@@ -94,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         "check": not args.no_check,
         "check_tolerance": args.check_tolerance,
         "overwrite": args.overwrite,
+        "clip_skip": args.clip_skip,
     }
     if args.external_data_threshold is not None:
         options["external_data_threshold"] = args.external_data_threshold

@@ -80,4 +80,22 @@ class CfgConfig:
         return (1, self.latent_channels, int(height) // f, int(width) // f)
 
 
-__all__ = ["CfgConfig", "TextEmbedding"]
+PROMPT_HIDDEN = "prompt_hidden_states"
+"""CLIP output of engines exported with clip_skip: the prompt's layer (negatives keep the
+penultimate one, as in diffusers)."""
+
+
+def check_clip_skip_outputs(engine: Engine, clips: tuple[str, ...]) -> None:
+    """``EngineError`` unless the CLIP encoders have the prompt-layer output exactly when the
+    manifest records a clip_skip."""
+    clip_skip = engine.pipeline.get("clip_skip")
+    for name in clips:
+        has = PROMPT_HIDDEN in engine.component(name).output_names
+        if has != (clip_skip is not None):
+            raise EngineError(
+                f"engine {engine.root}: pipeline.clip_skip is {clip_skip!r} but {name} "
+                f"{'has' if has else 'lacks'} the {PROMPT_HIDDEN} output"
+            )
+
+
+__all__ = ["PROMPT_HIDDEN", "CfgConfig", "TextEmbedding", "check_clip_skip_outputs"]

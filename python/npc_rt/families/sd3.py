@@ -16,7 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from npc_rt.engine import Engine
-from npc_rt.families.cfg_config import CfgConfig, TextEmbedding
+from npc_rt.families.cfg_config import (
+    PROMPT_HIDDEN,
+    CfgConfig,
+    TextEmbedding,
+    check_clip_skip_outputs,
+)
 from npc_rt.families.flux import vae_input
 from npc_rt.generator import GenerationParams
 from npc_rt.schedule import FlowMatchConfig, FlowMatchSchedule, euler_step
@@ -64,6 +69,7 @@ class Sd3Family:
     @classmethod
     def from_engine(cls, engine: Engine) -> Sd3Family:
         config = CfgConfig.from_engine(engine, FAMILY, COMPONENT_KINDS, TOKENIZERS)
+        check_clip_skip_outputs(engine, (CLIP, CLIP_2))
         return cls(config, FlowMatchConfig.from_dict(engine.scheduler_config))
 
     def encode(self, texts: Sequence[str], ids: Callable, run: Callable) -> list[TextEmbedding]:
@@ -75,7 +81,15 @@ class Sd3Family:
             first["hidden_states"], second["hidden_states"], t5["last_hidden_state"]
         )
         pooled = np.concatenate([first["text_embeds"], second["text_embeds"]], axis=-1)
-        return [TextEmbedding(sequence[i], pooled[i]) for i in range(len(texts))]
+        prompt = None
+        if PROMPT_HIDDEN in first:  # exported with clip_skip (prompts only, as diffusers)
+            prompt = joint_sequence(
+                first[PROMPT_HIDDEN], second[PROMPT_HIDDEN], t5["last_hidden_state"]
+            )
+        return [
+            TextEmbedding(sequence[i], pooled[i], None if prompt is None else prompt[i])
+            for i in range(len(texts))
+        ]
 
     def empty_embedding(self, encode_empty: Callable[[], TextEmbedding]) -> TextEmbedding:
         return encode_empty()

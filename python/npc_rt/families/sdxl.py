@@ -14,7 +14,12 @@ import numpy as np
 
 from npc_rt.engine import Engine
 from npc_rt.errors import EngineError
-from npc_rt.families.cfg_config import CfgConfig, TextEmbedding
+from npc_rt.families.cfg_config import (
+    PROMPT_HIDDEN,
+    CfgConfig,
+    TextEmbedding,
+    check_clip_skip_outputs,
+)
 from npc_rt.generator import GenerationParams, SizeConditioning
 from npc_rt.schedules_euler import EulerConfig, EulerSchedule, euler_schedule
 
@@ -73,6 +78,7 @@ class SdxlFamily:
     @classmethod
     def from_engine(cls, engine: Engine) -> SdxlFamily:
         config = CfgConfig.from_engine(engine, FAMILY, COMPONENT_KINDS, tuple(TOKENIZERS))
+        check_clip_skip_outputs(engine, (CLIP, CLIP_2))
         try:
             force_zeros = bool(engine.pipeline["force_zeros_for_empty_prompt"])
         except KeyError as exc:
@@ -80,12 +86,19 @@ class SdxlFamily:
         return cls(config, EulerConfig.from_dict(engine.scheduler_config), force_zeros)
 
     def encode(self, texts: Sequence[str], ids: EncodeIds, run: RunOutputs) -> list[TextEmbedding]:
-        """Penultimate hidden states of both encoders, concatenated; encoder 2's text_embeds."""
-        first = run(CLIP, {"input_ids": ids("tokenizer", texts)})["hidden_states"]
+        """Penultimate hidden states of both encoders, concatenated; encoder 2's text_embeds;
+        with clip_skip, also the prompt's hidden states of the skipped-to layer."""
+        first = run(CLIP, {"input_ids": ids("tokenizer", texts)})
         second = run(CLIP_2, {"input_ids": ids("tokenizer_2", texts)})
-        sequence = np.concatenate([first, second["hidden_states"]], axis=-1)
+        sequence = np.concatenate([first["hidden_states"], second["hidden_states"]], axis=-1)
         pooled = second["text_embeds"]
-        return [TextEmbedding(sequence[i], pooled[i]) for i in range(len(texts))]
+        prompt = None
+        if PROMPT_HIDDEN in first:  # exported with clip_skip
+            prompt = np.concatenate([first[PROMPT_HIDDEN], second[PROMPT_HIDDEN]], axis=-1)
+        return [
+            TextEmbedding(sequence[i], pooled[i], None if prompt is None else prompt[i])
+            for i in range(len(texts))
+        ]
 
     def empty_embedding(self, encode_empty: Callable[[], TextEmbedding]) -> TextEmbedding:
         """The unconditional embedding without a negative: zeros when the pipeline forces them
