@@ -152,3 +152,18 @@ def test_npc_rt_bench_outside_a_checkout_says_where_the_benches_are(
     monkeypatch.setattr(bench_cli, "find_checkout", lambda: None)
     assert cli_main(["bench", "list"]) == 1
     assert "source checkout" in capsys.readouterr().err
+
+
+def test_resident_bench_compares_both_loops_on_the_demo_engine() -> None:
+    """benches/bench_resident.py as a user runs it: both loops timed, same images."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benches" / "bench_resident.py"), "--steps", "2", "--k", "2",
+         "--repeats", "1", "--size", "64"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any("latents on the host" in line for line in lines)
+    assert any("latents on the device" in line for line in lines)
+    summary = next(line for line in lines if "host / device" in line)
+    assert float(summary.rsplit("max image diff", 1)[1]) <= 1e-5

@@ -66,6 +66,23 @@ def _step_inputs(rng: np.random.Generator, k: int, rows: int, shape: tuple[int, 
     }
 
 
+def _run_step(backend, x: dict, rows, next_rows, scale, sigmas, i: int, divisor) -> dict:
+    """The sampler step at step ``i`` of ``sigmas`` on ``backend``."""
+    return backend.run(
+        STEP_COMPONENT,
+        {
+            **x,
+            "guided_rows": rows.guided_rows,
+            "base_rows": rows.base_rows,
+            "guidance": np.array([scale], np.float32),
+            "sigma": sigmas[i : i + 1],
+            "sigma_next": sigmas[i + 1 : i + 2],
+            "next_rows": next_rows,
+            "input_divisor": np.array([divisor], np.float32),
+        },
+    )
+
+
 def test_flux_step_graph_is_the_host_update(tiny_flux_engine_dir: Path) -> None:
     engine = open_engine(tiny_flux_engine_dir)
     backend = OrtBackend(engine, ["cpu"])
@@ -75,19 +92,8 @@ def test_flux_step_graph_is_the_host_update(tiny_flux_engine_dir: Path) -> None:
     rng = np.random.default_rng(0)
     x = _step_inputs(rng, 3, 5, (16, 64))
     scale, i = 1.8, 2
-    out = backend.run(
-        STEP_COMPONENT,
-        {
-            **x,
-            "guided_rows": rows.guided_rows,
-            "base_rows": rows.base_rows,
-            "guidance": np.array([scale], np.float32),
-            "sigma": schedule.sigmas[i : i + 1],
-            "sigma_next": schedule.sigmas[i + 1 : i + 2],
-            "next_rows": flux_rows(layout, with_negatives=False).model_rows,
-            "input_divisor": np.ones(1, np.float32),
-        },
-    )
+    next_rows = flux_rows(layout, with_negatives=False).model_rows
+    out = _run_step(backend, x, rows, next_rows, scale, schedule.sigmas, i, 1.0)
     # the host loop: GuidanceLayout.combine (true CFG on candidates 0 and 2), then Euler
     pred = layout.combine(x["model_output"], scale, with_negatives=True)
     np.testing.assert_array_equal(pred[1], x["model_output"][1])
@@ -113,19 +119,7 @@ def test_cfg_step_graph_is_the_host_update(family: str, engine_dirs: dict[str, P
     x = _step_inputs(rng, k, 2 * k, (channels, 8, 8))
     rows = cfg_rows(k, do_cfg=True)
     divisor = fam.model_input_divisor(schedule, i + 1)
-    out = backend.run(
-        STEP_COMPONENT,
-        {
-            **x,
-            "guided_rows": rows.guided_rows,
-            "base_rows": rows.base_rows,
-            "guidance": np.array([scale], np.float32),
-            "sigma": schedule.sigmas[i : i + 1],
-            "sigma_next": schedule.sigmas[i + 1 : i + 2],
-            "next_rows": rows.model_rows,
-            "input_divisor": np.array([divisor], np.float32),
-        },
-    )
+    out = _run_step(backend, x, rows, rows.model_rows, scale, schedule.sigmas, i, divisor)
     pred = cfg_combine(x["model_output"][:k], x["model_output"][k:], scale)
     want = fam.step(x["latents"], pred, schedule, i)
     np.testing.assert_allclose(out["latents_next"], want, rtol=STEP_RTOL, atol=1e-7)
