@@ -75,6 +75,8 @@ def _run_step(backend, x: dict, rows, next_rows, scale, sigmas, i: int, divisor)
             "guided_rows": rows.guided_rows,
             "base_rows": rows.base_rows,
             "guidance": np.array([scale], np.float32),
+            "skipped_rows": rows.skipped,
+            "skip_scale": np.array([rows.skip_scale], np.float32),
             "sigma": sigmas[i : i + 1],
             "sigma_next": sigmas[i + 1 : i + 2],
             "next_rows": next_rows,
@@ -107,8 +109,10 @@ def test_flux_step_graph_is_the_host_update(tiny_flux_engine_dir: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("family", ["sdxl", "sd3"])
-def test_cfg_step_graph_is_the_host_update(family: str, engine_dirs: dict[str, Path]) -> None:
+@pytest.mark.parametrize(("family", "skip_scale"), [("sdxl", None), ("sd3", None), ("sd3", 2.8)])
+def test_cfg_step_graph_is_the_host_update(
+    family: str, skip_scale: float | None, engine_dirs: dict[str, Path]
+) -> None:
     engine = open_engine(engine_dirs[family])
     fam = cfg_family_for(engine)
     backend = OrtBackend(engine, ["cpu"])
@@ -116,14 +120,18 @@ def test_cfg_step_graph_is_the_host_update(family: str, engine_dirs: dict[str, P
     channels = engine.component(fam.backbone).inputs[0].shape[1]
     rng = np.random.default_rng(1)
     k, i, scale = 2, 3, 5.0
-    x = _step_inputs(rng, k, 2 * k, (channels, 8, 8))
-    rows = cfg_rows(k, do_cfg=True)
+    copies = 2 if skip_scale is None else 3  # [uncond, cond(, skipped)] x K
+    x = _step_inputs(rng, k, copies * k, (channels, 8, 8))
+    rows = cfg_rows(k, do_cfg=True, skip_scale=skip_scale)
     divisor = fam.model_input_divisor(schedule, i + 1)
     out = _run_step(backend, x, rows, rows.model_rows, scale, schedule.sigmas, i, divisor)
-    pred = cfg_combine(x["model_output"][:k], x["model_output"][k:], scale)
+    o = x["model_output"]
+    pred = cfg_combine(o[:k], o[k : 2 * k], scale)
+    if skip_scale is not None:  # the host loop's skip-layer term (diffusers' order)
+        pred = pred + (o[k : 2 * k] - o[2 * k :]) * np.float32(skip_scale)
     want = fam.step(x["latents"], pred, schedule, i)
     np.testing.assert_allclose(out["latents_next"], want, rtol=STEP_RTOL, atol=1e-7)
-    next_input = np.concatenate([want, want]) / divisor
+    next_input = np.concatenate([want] * copies) / divisor
     np.testing.assert_allclose(out["model_input_next"], next_input, rtol=STEP_RTOL, atol=1e-7)
     if family == "sdxl":
         assert divisor > 1  # scale_model_input really divides (the check above could fail)

@@ -50,10 +50,11 @@ def params(negative_steps: int | None = None) -> GenerationParams:
     return GenerationParams(STEPS, SIZE, SIZE, GUIDANCE, 1.0, negative_steps)
 
 
-def diffusers_images(pipe, negative: str | None) -> np.ndarray:
+def diffusers_images(pipe, negative: str | None, **kwargs) -> np.ndarray:
     return pipe(
         PROMPT,
         negative_prompt=negative,
+        **kwargs,
         num_inference_steps=STEPS,
         height=SIZE,
         width=SIZE,
@@ -205,3 +206,87 @@ def test_clip_skip_picks_diffusers_layer(tiny_sd3_pipeline_dir: Path, diffusers_
     assert not torch.allclose(hidden, default)
     outputs = sd3_plan.contracts["text_encoder"].output_names
     assert outputs == ("hidden_states", "text_embeds", "prompt_hidden_states")
+
+
+SLG = {
+    "skip_guidance_layers": [1],
+    "skip_layer_guidance_scale": 2.8,
+    "skip_layer_guidance_start": 0.01,
+    "skip_layer_guidance_stop": 0.8,  # steps 1..3 of 4 run the skip pass
+}
+
+
+def test_skip_layer_flag_is_diffusers_skip_layers(tiny_sd3_pipeline_dir: Path) -> None:
+    """The exported transformer's per-row ``skip_layers`` input: a row with block j flagged is
+    diffusers' transformer called with ``skip_layers=[j]``; unflagged rows are the plain call."""
+    from npc_rt_export import ExportOptions
+    from npc_rt_export.sd3 import plan
+    from npc_rt_export.source import open_source
+    from npc_rt_export.tiny.sd3 import TINY_SD3_EXPORT
+
+    sd3_plan = plan(open_source(tiny_sd3_pipeline_dir), ExportOptions(**TINY_SD3_EXPORT))
+    wrapper = sd3_plan.load["transformer"]()
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 16, 8, 8, generator=gen)
+    text = torch.randn(2, 77 + MAX_SEQ, wrapper.model.config.joint_attention_dim, generator=gen)
+    pooled = torch.randn(2, wrapper.model.config.pooled_projection_dim, generator=gen)
+    t = torch.tensor([500.0, 500.0])
+    mask = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
+    with torch.no_grad():
+        ours_out = wrapper(x, text, pooled, t, mask)
+        plain = wrapper.model(x, text, pooled, t, return_dict=False)[0]
+        skipped = wrapper.model(x, text, pooled, t, return_dict=False, skip_layers=[1])[0]
+    torch.testing.assert_close(ours_out[0], plain[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours_out[1], skipped[1], rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(plain[1], skipped[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("resident", [False, True])
+def test_skip_layer_guidance_matches_diffusers(
+    diffusers_pipe, tiny_sd3_engine_dir: Path, resident: bool
+) -> None:
+    """SD3.5-style skip-layer guidance: the skip pass rides in the batch as K more rows; host loop
+    and device-resident loop (the sampler step's skip term) both match diffusers."""
+    from dataclasses import replace
+
+    from npc_rt.generator import SkipLayerGuidance
+
+    pipeline = load_engine(tiny_sd3_engine_dir, resident=resident)
+    slg = SkipLayerGuidance(layers=(1,), scale=2.8, start=0.01, stop=0.8)
+    with_slg = replace(params(), skip_layer_guidance=slg)
+    for negative in (None, NEGATIVE):
+        expected = diffusers_images(diffusers_pipe, negative, **SLG)
+        plain = diffusers_images(diffusers_pipe, negative)
+        assert np.abs(expected - plain).max() > 10 * ATOL  # the skip pass matters
+        got = pipeline.sample(PROMPT, seed=SEED, negatives=(negative,), params=with_slg).images
+        np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+    # K candidates in one call (3K backbone rows) equal separate calls
+    both = pipeline.sample(PROMPT, seed=SEED, negatives=(None, NEGATIVE), params=with_slg).images
+    alone = pipeline.sample(PROMPT, seed=SEED, negatives=(NEGATIVE,), params=with_slg).images
+    np.testing.assert_allclose(both[1], alone[0], atol=1e-5, rtol=0)
+
+
+def test_skip_layer_guidance_is_checked(ours: CfgPipeline, tiny_flux_engine_dir: Path) -> None:
+    from dataclasses import replace
+
+    from npc_rt.errors import InvalidInputError
+    from npc_rt.generator import SkipLayerGuidance
+
+    with pytest.raises(InvalidInputError, match="the transformer has 2 blocks"):
+        ours.sample(
+            PROMPT,
+            seed=0,
+            params=replace(params(), skip_layer_guidance=SkipLayerGuidance(layers=(2,))),
+        )
+    with pytest.raises(InvalidInputError, match="block indices >= 0"):
+        SkipLayerGuidance(layers=())
+    with pytest.raises(InvalidInputError, match="start <= stop"):
+        SkipLayerGuidance(layers=(0,), start=0.5, stop=0.1)
+    flux = load_engine(tiny_flux_engine_dir, providers=["cpu"])
+    flux_params = replace(
+        flux.default_params, steps=4, skip_layer_guidance=SkipLayerGuidance(layers=(0,))
+    )
+    with pytest.raises(InvalidInputError, match="skip_layer_guidance is SD3's"):
+        flux.sample(PROMPT, seed=0, params=flux_params)
+    slg = SkipLayerGuidance(layers=(0,), start=0.01, stop=0.2)
+    assert [i for i in range(28) if slg.active(i, 28)] == [1, 2, 3, 4, 5]  # diffusers' rule

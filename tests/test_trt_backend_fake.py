@@ -120,6 +120,8 @@ def test_chained_outputs_survive_the_next_call(
             "guided_rows": rows.guided_rows,
             "base_rows": rows.base_rows,
             "guidance": np.array([2.0], np.float32),
+            "skipped_rows": rows.skipped,
+            "skip_scale": np.zeros(1, np.float32),
             "sigma": sigmas[i : i + 1],
             "sigma_next": sigmas[i + 1 : i + 2],
             "next_rows": rows.model_rows,
@@ -165,6 +167,8 @@ def test_cuda_graph_replays_give_the_eager_results(
             "guided_rows": backend.place(rows.guided_rows),
             "base_rows": backend.place(rows.base_rows),
             "guidance": backend.place(np.array([1.5], np.float32)),
+            "skipped_rows": backend.place(rows.skipped),
+            "skip_scale": backend.place(np.zeros(1, np.float32)),
             "next_rows": backend.place(rows.model_rows),
             "input_divisor": backend.place(np.ones(1, np.float32)),
         }

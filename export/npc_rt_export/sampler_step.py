@@ -13,6 +13,8 @@ Inputs (all float32 / int64, one graph per prediction type):
 - ``guided_rows [K]``, ``base_rows [K]``: per candidate, its conditional row and the row guidance
   pushes away from (negative / unconditional); equal rows turn guidance off for that candidate;
 - ``guidance [1]``: the scale in ``base + s * (guided - base)``;
+- ``skipped_rows [K]``, ``skip_scale [1]``: skip-layer guidance (SD3.5's), which then adds
+  ``(guided - skipped) * skip_scale``; ``skipped_rows = guided_rows`` and scale 0 add exactly 0;
 - ``sigma [1]``, ``sigma_next [1]``: this step's and the next step's noise levels;
 - ``next_rows [R']``: which candidate each row of the next backbone call reads;
 - ``input_divisor [1]``: the next model input is ``latents_next[next_rows] / input_divisor``
@@ -42,7 +44,6 @@ KIND_OF_PREDICTION = {
     "epsilon": "eps_euler_step",
     "v_prediction": "v_euler_step",
 }
-SCALARS = ("guidance", "sigma", "sigma_next", "input_divisor")
 
 
 class EulerStep(nn.Module):
@@ -63,6 +64,8 @@ class EulerStep(nn.Module):
         guided_rows: torch.Tensor,
         base_rows: torch.Tensor,
         guidance: torch.Tensor,
+        skipped_rows: torch.Tensor,
+        skip_scale: torch.Tensor,
         sigma: torch.Tensor,
         sigma_next: torch.Tensor,
         next_rows: torch.Tensor,
@@ -71,6 +74,8 @@ class EulerStep(nn.Module):
         guided = model_output.index_select(0, guided_rows)
         base = model_output.index_select(0, base_rows)
         pred = base + guidance * (guided - base)
+        skipped = model_output.index_select(0, skipped_rows)
+        pred = pred + (guided - skipped) * skip_scale
         if self.prediction == "flow":
             latents_next = latents + pred * (sigma_next - sigma)
         else:
@@ -121,6 +126,8 @@ def step_contract(
             TensorSpec("guided_rows", i64, ("candidates",)),
             TensorSpec("base_rows", i64, ("candidates",)),
             TensorSpec("guidance", f32, (1,)),
+            TensorSpec("skipped_rows", i64, ("candidates",)),
+            TensorSpec("skip_scale", f32, (1,)),
             TensorSpec("sigma", f32, (1,)),
             TensorSpec("sigma_next", f32, (1,)),
             TensorSpec("next_rows", i64, ("next_batch",)),
@@ -150,6 +157,8 @@ def sample_inputs(
         torch.randint(0, rows, (k,), generator=generator),
         torch.randint(0, rows, (k,), generator=generator),
         torch.tensor([1.8]),
+        torch.randint(0, rows, (k,), generator=generator),
+        torch.tensor([2.8]),
         sigma,
         sigma * 0.7,
         torch.randint(0, k, (next_rows,), generator=generator),

@@ -58,12 +58,35 @@ T5_LIMIT = 512
 
 
 class Sd3NoisePrediction(nn.Module):
-    """SD3 transformer -> noise prediction, inputs as StableDiffusion3Pipeline passes them."""
+    """SD3 transformer -> noise prediction, inputs as StableDiffusion3Pipeline passes them, plus
+    ``skip_layers`` ``[batch, num_layers]``: 1 where that row skips that block (diffusers'
+    ``skip_layers``, used by skip-layer guidance), 0 elsewhere.
+
+    diffusers skips a block for the whole call; here the choice is per row, so the skip-layer
+    guidance pass rides in the same batch as the CFG rows. A forward hook on each block replaces
+    its output by its input on the skipping rows (``where``: exactly the skipped value), which
+    leaves diffusers' own forward untouched."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.compute_dtype = module_dtype(model)
+        self._skip: torch.Tensor | None = None
+        for index, block in enumerate(model.transformer_blocks):
+            block.register_forward_hook(self._skip_hook(index), with_kwargs=True)
+
+    def _skip_hook(self, index: int):
+        def hook(module, args, kwargs, output):
+            if self._skip is None:
+                return output
+            encoder_out, hidden_out = output
+            skip = (self._skip[:, index] > 0.5).view(-1, 1, 1)
+            hidden = torch.where(skip, kwargs["hidden_states"], hidden_out)
+            if encoder_out is not None:
+                encoder_out = torch.where(skip, kwargs["encoder_hidden_states"], encoder_out)
+            return encoder_out, hidden
+
+        return hook
 
     def forward(
         self,
@@ -71,15 +94,20 @@ class Sd3NoisePrediction(nn.Module):
         encoder_hidden_states: torch.Tensor,
         pooled_projections: torch.Tensor,
         timestep: torch.Tensor,
+        skip_layers: torch.Tensor,
     ) -> torch.Tensor:
         dt = self.compute_dtype
-        return self.model(
-            hidden_states=hidden_states.to(dt),
-            encoder_hidden_states=encoder_hidden_states.to(dt),
-            pooled_projections=pooled_projections.to(dt),
-            timestep=timestep,
-            return_dict=False,
-        )[0].float()
+        self._skip = skip_layers
+        try:
+            return self.model(
+                hidden_states=hidden_states.to(dt),
+                encoder_hidden_states=encoder_hidden_states.to(dt),
+                pooled_projections=pooled_projections.to(dt),
+                timestep=timestep,
+                return_dict=False,
+            )[0].float()
+        finally:
+            self._skip = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +127,7 @@ class Sd3Constants:
     t5_vocab_size: int
     t5_d_model: int
     default_sample_size: int
+    num_layers: int
 
     @property
     def resolution_multiple(self) -> int:
@@ -134,6 +163,7 @@ def read_constants(source: PipelineSource) -> Sd3Constants:
             t5_vocab_size=int(t5["vocab_size"]),
             t5_d_model=int(t5["d_model"]),
             default_sample_size=int(tr["sample_size"]),
+            num_layers=int(tr["num_layers"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInputError(
@@ -215,6 +245,7 @@ def contracts(
             ),
             TensorSpec("pooled_projections", f32, ("batch", c.pooled_projection_dim)),
             TensorSpec("timestep", f32, ("batch",)),
+            TensorSpec("skip_layers", f32, ("batch", c.num_layers)),
         ),
         outputs=(TensorSpec("noise_pred", f32, ("batch", ch, "latent_height", "latent_width")),),
         dims={
@@ -267,6 +298,8 @@ def sample_inputs(
             randn(b, sizes["joint_length"], c.joint_attention_dim),
             randn(b, c.pooled_projection_dim),
             torch.rand(b, generator=generator) * 999 + 1,
+            # a mix of skipping and full rows, so the check covers both paths
+            (torch.rand(b, c.num_layers, generator=generator) > 0.5).float(),
         )
     if contract.name == "vae_decoder":
         return (randn(b, c.latent_channels, sizes["latent_height"], sizes["latent_width"]),)
@@ -352,6 +385,7 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
         "patch_size": c.patch_size,
         "joint_attention_dim": c.joint_attention_dim,
         "pooled_projection_dim": c.pooled_projection_dim,
+        "num_layers": c.num_layers,
         "max_sequence_length": max_seq,
         "default_steps": DEFAULT_STEPS,
         "default_guidance_scale": DEFAULT_GUIDANCE_SCALE,

@@ -20,7 +20,7 @@ from npc_rt.errors import (
     ShapeError,
     TokenizerError,
 )
-from npc_rt.generator import GenerationParams, SizeConditioning
+from npc_rt.generator import GenerationParams, SizeConditioning, SkipLayerGuidance
 from npc_rt.judges.base import Caption, Judges, Proposal, Verdict
 from npc_rt.judges.factory import build_judges
 from npc_rt.loop import Attempt, CorrectionResult, correct
@@ -57,6 +57,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GenerationParams",
     "SizeConditioning",
+    "SkipLayerGuidance",
     "__version__",
     "NpcError",
     "InvalidInputError",

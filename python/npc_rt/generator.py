@@ -92,6 +92,45 @@ class SizeConditioning:
 
 
 @dataclass(frozen=True)
+class SkipLayerGuidance:
+    """SD3's skip-layer guidance (diffusers' ``skip_guidance_layers``,
+    ``skip_layer_guidance_scale``, ``_start``, ``_stop``; defaults as diffusers'): on steps i with
+    ``steps * start < i < steps * stop`` the prompt is run once more with ``layers`` skipped and
+    ``(cond - skipped) * scale`` is added to the guided prediction. Needs CFG (guidance > 1)."""
+
+    layers: tuple[int, ...]
+    scale: float = 2.8
+    start: float = 0.01
+    stop: float = 0.2
+
+    def __post_init__(self) -> None:
+        from npc_rt.errors import InvalidInputError
+
+        layers = tuple(self.layers) if isinstance(self.layers, (tuple, list)) else None
+        if not layers or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in layers
+        ):
+            raise InvalidInputError(
+                f"skip-layer guidance layers must be block indices >= 0, got {self.layers!r}"
+            )
+        object.__setattr__(self, "layers", tuple(sorted(set(layers))))
+        for name in ("scale", "start", "stop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise InvalidInputError(
+                    f"skip-layer guidance {name} must be a number, got {value!r}"
+                )
+        if not 0 <= self.start <= self.stop <= 1:
+            raise InvalidInputError(
+                f"skip-layer guidance needs 0 <= start <= stop <= 1, got {self.start}/{self.stop}"
+            )
+
+    def active(self, step: int, steps: int) -> bool:
+        """Whether step ``step`` (0-based) of ``steps`` runs the skip pass (diffusers' test)."""
+        return steps * self.start < step < steps * self.stop
+
+
+@dataclass(frozen=True)
 class GenerationParams:
     """Sampling parameters of one image. ``negative_steps=None`` means the family default
     (3 for FLUX, all steps for SDXL/SD3, see docs/npc-method)."""
@@ -103,6 +142,7 @@ class GenerationParams:
     true_cfg: float
     negative_steps: int | None = None
     size_conditioning: SizeConditioning | None = None  # SDXL only
+    skip_layer_guidance: SkipLayerGuidance | None = None  # SD3 only
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,10 @@ class BatchedPipeline:
     def _check_params(self, params: GenerationParams) -> None:
         """Family-specific parameter rules, beyond the shared ones."""
 
+    def _candidates_per_call(self, params: GenerationParams) -> int:
+        """How many candidates one batched sampling call takes with these parameters."""
+        return self.max_candidates_per_batch
+
     def _sample_batch(
         self, prompt: str, seed: int, negatives: list[str | None], params: GenerationParams
     ) -> Samples:
@@ -145,6 +149,10 @@ class BatchedPipeline:
                 "size_conditioning (original/target size, crop) is SDXL's micro-conditioning; "
                 f"a {self.family} engine has no time ids"
             )
+        if params.skip_layer_guidance is not None and self.family != "sd3":
+            raise InvalidInputError(
+                f"skip_layer_guidance is SD3's; a {self.family} engine does not support it"
+            )
         self._check_params(params)
         self._config.check_size(params.height, params.width)
         return replace(params, negative_steps=n)
@@ -170,7 +178,7 @@ class BatchedPipeline:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InvalidInputError(f"seed must be an integer, got {seed!r}")
         negatives = list(negatives)
-        chunk = self.max_candidates_per_batch
+        chunk = self._candidates_per_call(params)
         if len(negatives) <= chunk:
             return self._sample_batch(prompt, seed, negatives, params)
         # more candidates than the exported batch holds: consecutive batched calls

@@ -25,7 +25,7 @@ import numpy as np
 
 from npc_rt.backends.base import Backend
 from npc_rt.engine import Engine
-from npc_rt.errors import EngineError, ShapeError
+from npc_rt.errors import EngineError, InvalidInputError, ShapeError
 from npc_rt.families import flux
 from npc_rt.families.cfg_config import CfgConfig, TextEmbedding
 from npc_rt.generator import GenerationParams
@@ -40,6 +40,7 @@ from npc_rt.pipeline_base import BatchedPipeline, Samples, _LruCache
 from npc_rt.resident import ResidentLoop, cfg_rows, denoise_resident, resident_backend
 
 EMPTY_PROMPT = ""
+SKIP_LAYERS = "skip_layers"  # SD3 transformer input: per row, 1 for each block it skips
 
 
 class CfgFamily(Protocol):
@@ -234,14 +235,29 @@ class CfgPipeline(BatchedPipeline):
         noise = self.initial_noise(seed, h, w)
         latents = np.repeat(fam.initial_latents(noise, schedule), k, axis=0)
         do_cfg = params.guidance > 1
-        place = self._backend.place
-        if do_cfg:
-            late = fam.text_rows([empty] * k + [cond] * k, params, k)
-            early = fam.text_rows(list(uncond_with_negatives) + [cond] * k, params, k)
-        else:
-            late = early = fam.text_rows([cond] * k, params, 0)
-        phases = {True: {n: place(a) for n, a in early.items()}}
-        phases[False] = phases[True] if early is late else {n: place(a) for n, a in late.items()}
+        # skip-layer guidance needs CFG (diffusers ignores it without, and so does this)
+        slg = params.skip_layer_guidance if do_cfg else None
+        steps = params.steps
+
+        def phase_of(i: int) -> int:
+            """bit 0: negatives apply; bit 1: the skip-layer pass runs (3K rows, not 2K)."""
+            if not do_cfg:
+                return 0
+            skip = slg is not None and slg.active(i, steps)
+            return 2 * int(skip) + int(i < params.negative_steps)
+
+        layouts = [
+            cfg_rows(k, do_cfg, slg.scale if (slg is not None and ph & 2) else None)
+            for ph in range(4)
+        ]
+        texts: list[dict] = [{} for _ in range(4)]
+        for ph in sorted({phase_of(i) for i in range(steps)}):
+            texts[ph] = {
+                n: self._backend.place(a)
+                for n, a in self._text_rows(
+                    cond, uncond_with_negatives if ph & 1 else [empty] * k, params, ph & 2, do_cfg
+                ).items()
+            }
         output = self._engine.component(fam.backbone).output_names[0]
         if self._resident:
             loop = ResidentLoop(
@@ -251,28 +267,88 @@ class CfgPipeline(BatchedPipeline):
                 guidance=params.guidance if do_cfg else 1.0,
                 sigmas=schedule.sigmas,
                 input_divisors=np.array(
-                    [fam.model_input_divisor(schedule, i) for i in range(params.steps)],
+                    [fam.model_input_divisor(schedule, i) for i in range(steps)],
                     dtype=np.float32,
                 ),
-                # the text changes at negative_steps (phase 1 -> 0); the row layout never does
-                phases=[cfg_rows(k, do_cfg)] * 2,
-                texts=[phases[False], phases[True]],
-                phase_of=lambda i: int(i < params.negative_steps),
+                phases=layouts,
+                texts=texts,
+                phase_of=phase_of,
                 step_inputs=lambda i, rows: fam.step_inputs(schedule, i, rows),
             )
             return denoise_resident(self._backend, loop, latents)  # type: ignore[arg-type]
-        for i in range(params.steps):
-            text = phases[i < params.negative_steps]
-            rows = np.concatenate([latents, latents]) if do_cfg else latents
+        for i in range(steps):
+            phase = phase_of(i)
+            copies = layouts[phase].model_rows.shape[0] // k
+            rows = np.concatenate([latents] * copies) if copies > 1 else latents
             inputs = {
                 fam.latent_input: rows / fam.model_input_divisor(schedule, i),
                 **fam.step_inputs(schedule, i, rows.shape[0]),
-                **text,
+                **texts[phase],
             }
             out = self._backend.run(fam.backbone, inputs)[output]
-            pred = cfg_combine(out[:k], out[k:], params.guidance) if do_cfg else out
+            if not do_cfg:
+                pred = out
+            else:
+                pred = cfg_combine(out[:k], out[k : 2 * k], params.guidance)
+                if phase & 2:  # diffusers: pred + (cond - skipped) * scale
+                    skipped = out[2 * k :]
+                    pred = pred + (out[k : 2 * k] - skipped) * np.float32(slg.scale)
             latents = fam.step(latents, pred, schedule, i)
         return latents
+
+    def _text_rows(
+        self,
+        cond: TextEmbedding,
+        uncond: Sequence[TextEmbedding],
+        params: GenerationParams,
+        skip_pass: int,
+        do_cfg: bool,
+    ) -> dict[str, np.ndarray]:
+        """The backbone's text inputs: ``[uncond x K, cond x K]`` (plus ``cond x K`` with the
+        guidance layers skipped when ``skip_pass``), or ``cond x K`` without CFG."""
+        k = len(uncond)
+        if not do_cfg:
+            return self._family.text_rows([cond] * k, params, 0)
+        copies = 2 if skip_pass else 1
+        rows = self._family.text_rows([*uncond, *[cond] * (k * copies)], params, k)
+        if skip_pass:
+            mask = rows[SKIP_LAYERS].copy()
+            mask[2 * k :, list(params.skip_layer_guidance.layers)] = 1  # type: ignore[union-attr]
+            rows[SKIP_LAYERS] = mask
+        return rows
+
+    def _check_params(self, params: GenerationParams) -> None:
+        slg = params.skip_layer_guidance
+        if slg is None:
+            return
+        spec = next(
+            (
+                t
+                for t in self._engine.component(self._family.backbone).inputs
+                if t.name == SKIP_LAYERS
+            ),
+            None,
+        )
+        if spec is None:
+            raise EngineError(
+                f"engine {self._engine.root}: the transformer has no {SKIP_LAYERS} input (exported "
+                "by an older npc_rt_export); re-export it for skip-layer guidance"
+            )
+        blocks = int(spec.shape[1])
+        if max(slg.layers) >= blocks:
+            raise InvalidInputError(
+                f"skip-layer guidance layers {list(slg.layers)}: the transformer has {blocks} "
+                f"blocks (0..{blocks - 1})"
+            )
+
+    def _candidates_per_call(self, params: GenerationParams) -> int:
+        slg = params.skip_layer_guidance
+        skip_pass = (
+            slg is not None
+            and params.guidance > 1
+            and any(slg.active(i, params.steps) for i in range(params.steps))
+        )
+        return max(1, self._batch_max(self._family.backbone) // (3 if skip_pass else 2))
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """Latents -> float images ``[K, H, W, 3]`` in [0, 1]."""

@@ -40,11 +40,19 @@ class StepRows:
     ``model_rows[r]``: the candidate whose latents backbone row ``r`` reads. ``guided_rows[k]``
     and ``base_rows[k]``: candidate k's prediction is ``base + s * (guided - base)`` over those
     output rows; equal rows mean no guidance for k (the result is the guided row itself).
+    ``skipped_rows`` and ``skip_scale``: skip-layer guidance adds ``(guided - skipped) *
+    skip_scale`` (by default the guided rows and 0: adds exactly nothing).
     """
 
     model_rows: np.ndarray
     guided_rows: np.ndarray
     base_rows: np.ndarray
+    skipped_rows: np.ndarray | None = None
+    skip_scale: float = 0.0
+
+    @property
+    def skipped(self) -> np.ndarray:
+        return self.guided_rows if self.skipped_rows is None else self.skipped_rows
 
 
 def flux_rows(layout: GuidanceLayout, with_negatives: bool) -> StepRows:
@@ -59,13 +67,16 @@ def flux_rows(layout: GuidanceLayout, with_negatives: bool) -> StepRows:
     return StepRows(layout.row_candidates(with_negatives), cond, base)
 
 
-def cfg_rows(k: int, do_cfg: bool) -> StepRows:
+def cfg_rows(k: int, do_cfg: bool, skip_scale: float | None = None) -> StepRows:
     """Real CFG's layout: ``[uncond_0 .. uncond_{K-1}, cond_0 .. cond_{K-1}]``, or K cond rows
-    when CFG is off."""
+    when CFG is off; with skip-layer guidance (``skip_scale``) K more cond rows run with layers
+    skipped: ``[uncond x K, cond x K, skipped x K]``."""
     cand = np.arange(k, dtype=np.int64)
     if not do_cfg:
         return StepRows(cand, cand, cand)
-    return StepRows(np.concatenate([cand, cand]), cand + k, cand)
+    if skip_scale is None:
+        return StepRows(np.concatenate([cand, cand]), cand + k, cand)
+    return StepRows(np.concatenate([cand, cand, cand]), cand + k, cand, cand + 2 * k, skip_scale)
 
 
 def resident_backend(backend: Backend, engine: Engine, prediction: str, want: bool | None) -> bool:
@@ -137,6 +148,8 @@ def denoise_resident(
             "model_rows": place(rows.model_rows),
             "guided_rows": place(rows.guided_rows),
             "base_rows": place(rows.base_rows),
+            "skipped_rows": place(rows.skipped),
+            "skip_scale": place(np.full(1, rows.skip_scale, dtype=np.float32)),
         }
         for rows in loop.phases
     ]
@@ -167,6 +180,8 @@ def denoise_resident(
                 "guided_rows": placed[phase]["guided_rows"],
                 "base_rows": placed[phase]["base_rows"],
                 "guidance": guidance,
+                "skipped_rows": placed[phase]["skipped_rows"],
+                "skip_scale": placed[phase]["skip_scale"],
                 "sigma": sigmas[i : i + 1],
                 "sigma_next": sigmas[i + 1 : i + 2],
                 "next_rows": placed[following]["model_rows"],

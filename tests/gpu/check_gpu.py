@@ -41,7 +41,7 @@ def opt_inputs(engine, component: str, batch: int | None = None) -> dict[str, np
     if component == STEP:  # row indices must address real rows; noise levels are positive
         profile = raw["profiles"]["opt"]
         rows, candidates = profile["model_output"][0], profile["latents"][0]
-        for name in ("guided_rows", "base_rows"):
+        for name in ("guided_rows", "base_rows", "skipped_rows"):
             feeds[name] = rng.integers(0, rows, size=feeds[name].shape).astype(np.int64)
         feeds["next_rows"] = rng.integers(0, candidates, size=feeds["next_rows"].shape)
         feeds["sigma"] = np.array([0.8], np.float32)

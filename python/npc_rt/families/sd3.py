@@ -58,6 +58,7 @@ class Sd3Family:
 
     config: CfgConfig
     scheduler: FlowMatchConfig
+    skip_layer_blocks: int = 0  # width of the transformer's skip_layers input (0: none)
 
     family = FAMILY
     backbone = TRANSFORMER
@@ -70,7 +71,11 @@ class Sd3Family:
     def from_engine(cls, engine: Engine) -> Sd3Family:
         config = CfgConfig.from_engine(engine, FAMILY, COMPONENT_KINDS, TOKENIZERS)
         check_clip_skip_outputs(engine, (CLIP, CLIP_2))
-        return cls(config, FlowMatchConfig.from_dict(engine.scheduler_config))
+        skip = next(
+            (t for t in engine.component(TRANSFORMER).inputs if t.name == "skip_layers"), None
+        )
+        blocks = int(skip.shape[1]) if skip is not None else 0
+        return cls(config, FlowMatchConfig.from_dict(engine.scheduler_config), blocks)
 
     def encode(self, texts: Sequence[str], ids: Callable, run: Callable) -> list[TextEmbedding]:
         first = run(CLIP, {"input_ids": ids("tokenizer", texts)})
@@ -104,10 +109,15 @@ class Sd3Family:
     def text_rows(
         self, embeddings: Sequence[TextEmbedding], params: GenerationParams, uncond_rows: int
     ) -> dict[str, np.ndarray]:
-        return {
+        rows = {
             "encoder_hidden_states": np.stack([e.sequence for e in embeddings]),
             "pooled_projections": np.stack([e.pooled for e in embeddings]),
         }
+        if self.skip_layer_blocks:  # no block skipped (the skip-layer pass sets its own rows)
+            rows["skip_layers"] = np.zeros(
+                (len(embeddings), self.skip_layer_blocks), dtype=np.float32
+            )
+        return rows
 
     latent_input = "hidden_states"
     prediction = "flow"
