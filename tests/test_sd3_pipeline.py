@@ -290,3 +290,30 @@ def test_skip_layer_guidance_is_checked(ours: CfgPipeline, tiny_flux_engine_dir:
         flux.sample(PROMPT, seed=0, params=flux_params)
     slg = SkipLayerGuidance(layers=(0,), start=0.01, stop=0.2)
     assert [i for i in range(28) if slg.active(i, 28)] == [1, 2, 3, 4, 5]  # diffusers' rule
+
+
+def test_cli_skip_layer_guidance(ours: CfgPipeline, tiny_sd3_engine_dir: Path, tmp_path: Path):
+    import json
+    from dataclasses import replace
+
+    from npc_rt.cli import main
+    from npc_rt.generator import SkipLayerGuidance
+    from npc_rt.records import read_png_text
+    from PIL import Image
+
+    png = tmp_path / "slg.png"
+    argv = [
+        "generate", "--engine", str(tiny_sd3_engine_dir), "--prompt", PROMPT, "--seed", str(SEED),
+        "--steps", str(STEPS), "--height", str(SIZE), "--width", str(SIZE), "--guidance",
+        str(GUIDANCE), "--skip-layers", "1", "--skip-layer-stop", "0.8", "--out", str(png),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads(read_png_text(png)["npc_rt"])
+    assert record["skip_layer_guidance"]["layers"] == [1]
+    slg = SkipLayerGuidance(layers=(1,), stop=0.8)
+    (expected,) = ours.generate(
+        PROMPT, seed=SEED, params=replace(params(), skip_layer_guidance=slg)
+    )
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    assert np.abs(pixels.astype(int) - expected.pixels.astype(int)).max() <= 1
+    assert main([*argv[:-4], "--skip-layers", "x", "--out", str(png)]) == 1

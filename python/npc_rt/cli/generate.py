@@ -55,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     for flag in SIZE_FLAGS:
         sizes.add_argument(f"--{flag.replace('_', '-')}", default=None, metavar="AxB")
+    slg = parser.add_argument_group(
+        "SD3 skip-layer guidance", "diffusers' skip_guidance_layers and its scale/start/stop"
+    )
+    slg.add_argument("--skip-layers", default=None, metavar="I,J,...", help="blocks to skip")
+    slg.add_argument("--skip-layer-scale", type=float, default=2.8)
+    slg.add_argument("--skip-layer-start", type=float, default=0.01)
+    slg.add_argument("--skip-layer-stop", type=float, default=0.2)
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
     parser.set_defaults(func=_run)
 
@@ -67,6 +74,25 @@ SIZE_FLAGS = (
     "negative_crops_coords_top_left",
     "negative_target_size",
 )
+
+
+def _skip_layer_guidance(args: argparse.Namespace):
+    from npc_rt.errors import InvalidInputError
+    from npc_rt.generator import SkipLayerGuidance
+
+    if args.skip_layers is None:
+        return None
+    parts = [p.strip() for p in args.skip_layers.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise InvalidInputError(
+            f"--skip-layers wants block indices I,J,..., got {args.skip_layers!r}"
+        )
+    return SkipLayerGuidance(
+        tuple(int(p) for p in parts),
+        scale=args.skip_layer_scale,
+        start=args.skip_layer_start,
+        stop=args.skip_layer_stop,
+    )
 
 
 def _size_conditioning(args: argparse.Namespace):
@@ -111,7 +137,11 @@ def _run(args: argparse.Namespace) -> int:
         "negative_steps": args.negative_steps,
     }
     params = replace(defaults, **{k: v for k, v in overrides.items() if v is not None})
-    params = replace(params, size_conditioning=_size_conditioning(args))
+    params = replace(
+        params,
+        size_conditioning=_size_conditioning(args),
+        skip_layer_guidance=_skip_layer_guidance(args),
+    )
     if args.negative_steps is None:
         params = replace(params, negative_steps=None)  # family default, capped at steps
     (image,) = pipeline.generate(
