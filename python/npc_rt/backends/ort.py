@@ -144,6 +144,14 @@ class OrtBackend:
         return _ort().OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._device, 0)
 
     def run(self, component: str, inputs: Mapping[str, object]) -> dict[str, np.ndarray]:
+        return self._execute(component, inputs, keep_on_device=False)
+
+    def _execute(
+        self, component: str, inputs: Mapping[str, object], *, keep_on_device: bool
+    ) -> dict[str, Any]:
+        """One session run: shapes checked against the manifest first, onnxruntime's errors as
+        ``EngineError``. Outputs come back as host arrays, or as the provider's ``OrtValue``s
+        with ``keep_on_device``."""
         spec = self._engine.component(component)
         ort = _ort()
         shapes = {
@@ -154,10 +162,13 @@ class OrtBackend:
         session = self._session(component)
         dtypes = {t.name: t.dtype for t in spec.inputs}
         try:
-            if self._io_binding:
-                return self._run_bound(session, spec, inputs, dtypes)
-            feeds = {k: np.ascontiguousarray(v, dtype=dtypes[k]) for k, v in inputs.items()}
-            values = session.run(list(spec.output_names), feeds)
+            if keep_on_device:
+                values = self._bind(session, spec, inputs, dtypes).get_outputs()
+            elif self._io_binding:
+                values = self._bind(session, spec, inputs, dtypes).copy_outputs_to_cpu()
+            else:
+                feeds = {k: np.ascontiguousarray(v, dtype=dtypes[k]) for k, v in inputs.items()}
+                values = session.run(list(spec.output_names), feeds)
         except EngineError:
             raise
         except Exception as exc:
@@ -179,12 +190,6 @@ class OrtBackend:
         session.run_with_iobinding(binding)
         return binding
 
-    def _run_bound(
-        self, session: Any, spec: ComponentSpec, inputs: Mapping[str, object], dtypes: dict
-    ) -> dict[str, np.ndarray]:
-        values = self._bind(session, spec, inputs, dtypes).copy_outputs_to_cpu()
-        return dict(zip(spec.output_names, values, strict=True))
-
     # -- ResidentBackend --------------------------------------------------------------------
     @property
     def prefers_resident(self) -> bool:
@@ -194,23 +199,7 @@ class OrtBackend:
     def run_resident(self, component: str, inputs: Mapping[str, object]) -> dict[str, object]:
         """Like ``run``, with outputs left where the provider computed them (``OrtValue``s; each
         call allocates fresh ones, so earlier outputs stay valid as long as they are held)."""
-        spec = self._engine.component(component)
-        ort = _ort()
-        spec.check_inputs(
-            {
-                k: tuple(v.shape()) if isinstance(v, ort.OrtValue) else np.shape(v)
-                for k, v in inputs.items()
-            }
-        )
-        dtypes = {t.name: t.dtype for t in spec.inputs}
-        try:
-            binding = self._bind(self._session(component), spec, inputs, dtypes)
-            values = binding.get_outputs()
-        except EngineError:
-            raise
-        except Exception as exc:
-            raise EngineError(f"{component} failed in onnxruntime: {exc}") from exc
-        return dict(zip(spec.output_names, values, strict=True))
+        return self._execute(component, inputs, keep_on_device=True)
 
     def to_host(self, value: object) -> np.ndarray:
         if isinstance(value, _ort().OrtValue):
