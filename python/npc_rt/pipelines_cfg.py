@@ -40,7 +40,6 @@ from npc_rt.pipeline_base import BatchedPipeline, Samples, _LruCache
 from npc_rt.resident import ResidentLoop, cfg_rows, denoise_resident, resident_backend
 
 EMPTY_PROMPT = ""
-SKIP_LAYERS = "skip_layers"  # SD3 transformer input: per row, 1 for each block it skips
 
 
 class CfgFamily(Protocol):
@@ -64,11 +63,19 @@ class CfgFamily(Protocol):
 
     def initial_latents(self, noise: np.ndarray, schedule: Any) -> np.ndarray: ...
 
+    skip_layer_blocks: int
+    """Blocks the backbone can skip per row (SD3's skip-layer guidance); 0: none."""
+
     def text_rows(
-        self, embeddings: Sequence[TextEmbedding], params: GenerationParams, uncond_rows: int
+        self,
+        embeddings: Sequence[TextEmbedding],
+        params: GenerationParams,
+        uncond_rows: int,
+        skip_rows: int = 0,
     ) -> dict[str, np.ndarray]:
         """The backbone's text inputs for these rows; the first ``uncond_rows`` are
-        unconditional (SDXL conditions them on the negative size triple)."""
+        unconditional (SDXL conditions them on the negative size triple), the last
+        ``skip_rows`` skip ``params.skip_layer_guidance.layers``."""
         ...
 
     latent_input: str
@@ -310,31 +317,20 @@ class CfgPipeline(BatchedPipeline):
         if not do_cfg:
             return self._family.text_rows([cond] * k, params, 0)
         copies = 2 if skip_pass else 1
-        rows = self._family.text_rows([*uncond, *[cond] * (k * copies)], params, k)
-        if skip_pass:
-            mask = rows[SKIP_LAYERS].copy()
-            mask[2 * k :, list(params.skip_layer_guidance.layers)] = 1  # type: ignore[union-attr]
-            rows[SKIP_LAYERS] = mask
-        return rows
+        return self._family.text_rows(
+            [*uncond, *[cond] * (k * copies)], params, k, k if skip_pass else 0
+        )
 
     def _check_params(self, params: GenerationParams) -> None:
         slg = params.skip_layer_guidance
         if slg is None:
             return
-        spec = next(
-            (
-                t
-                for t in self._engine.component(self._family.backbone).inputs
-                if t.name == SKIP_LAYERS
-            ),
-            None,
-        )
-        if spec is None:
+        blocks = self._family.skip_layer_blocks
+        if not blocks:
             raise EngineError(
-                f"engine {self._engine.root}: the transformer has no {SKIP_LAYERS} input (exported "
+                f"engine {self._engine.root}: the transformer has no skip_layers input (exported "
                 "by an older npc_rt_export); re-export it for skip-layer guidance"
             )
-        blocks = int(spec.shape[1])
         if max(slg.layers) >= blocks:
             raise InvalidInputError(
                 f"skip-layer guidance layers {list(slg.layers)}: the transformer has {blocks} "

@@ -28,6 +28,7 @@ from npc_rt.schedule import FlowMatchConfig, FlowMatchSchedule, euler_step
 from npc_rt.schedules_euler import sd3_schedule
 
 FAMILY = "sd3"
+SKIP_LAYERS = "skip_layers"  # transformer input: per row, 1 for each block that row skips
 CLIP = "text_encoder"
 CLIP_2 = "text_encoder_2"
 T5 = "text_encoder_3"
@@ -72,7 +73,7 @@ class Sd3Family:
         config = CfgConfig.from_engine(engine, FAMILY, COMPONENT_KINDS, TOKENIZERS)
         check_clip_skip_outputs(engine, (CLIP, CLIP_2))
         skip = next(
-            (t for t in engine.component(TRANSFORMER).inputs if t.name == "skip_layers"), None
+            (t for t in engine.component(TRANSFORMER).inputs if t.name == SKIP_LAYERS), None
         )
         blocks = int(skip.shape[1]) if skip is not None else 0
         return cls(config, FlowMatchConfig.from_dict(engine.scheduler_config), blocks)
@@ -107,16 +108,22 @@ class Sd3Family:
         return noise  # SD3's prepare_latents does not scale the noise
 
     def text_rows(
-        self, embeddings: Sequence[TextEmbedding], params: GenerationParams, uncond_rows: int
+        self,
+        embeddings: Sequence[TextEmbedding],
+        params: GenerationParams,
+        uncond_rows: int,
+        skip_rows: int = 0,
     ) -> dict[str, np.ndarray]:
         rows = {
             "encoder_hidden_states": np.stack([e.sequence for e in embeddings]),
             "pooled_projections": np.stack([e.pooled for e in embeddings]),
         }
-        if self.skip_layer_blocks:  # no block skipped (the skip-layer pass sets its own rows)
-            rows["skip_layers"] = np.zeros(
-                (len(embeddings), self.skip_layer_blocks), dtype=np.float32
-            )
+        if self.skip_layer_blocks:
+            mask = np.zeros((len(embeddings), self.skip_layer_blocks), dtype=np.float32)
+            if skip_rows:  # the skip-layer guidance pass: the last rows skip the chosen blocks
+                layers = list(params.skip_layer_guidance.layers)  # type: ignore[union-attr]
+                mask[len(embeddings) - skip_rows :, layers] = 1
+            rows[SKIP_LAYERS] = mask
         return rows
 
     latent_input = "hidden_states"
@@ -139,4 +146,4 @@ class Sd3Family:
         return vae_input(latents, self.config.vae_scaling_factor, self.config.vae_shift_factor)
 
 
-__all__ = ["FAMILY", "COMPONENT_KINDS", "Sd3Family", "joint_sequence"]
+__all__ = ["SKIP_LAYERS", "FAMILY", "COMPONENT_KINDS", "Sd3Family", "joint_sequence"]

@@ -74,6 +74,7 @@ class SdxlFamily:
     scoring_component = CLIP_2
     scoring_tokenizer = "tokenizer_2"
     scoring_output = "hidden_states"
+    skip_layer_blocks = 0  # no skip-layer guidance
 
     @classmethod
     def from_engine(cls, engine: Engine) -> SdxlFamily:
@@ -131,7 +132,11 @@ class SdxlFamily:
         return {"timestep": np.full((rows,), schedule.model_timestep(step), dtype=np.float32)}
 
     def text_rows(
-        self, embeddings: Sequence[TextEmbedding], params: GenerationParams, uncond_rows: int
+        self,
+        embeddings: Sequence[TextEmbedding],
+        params: GenerationParams,
+        uncond_rows: int,
+        skip_rows: int = 0,  # SD3's skip-layer guidance, refused for SDXL before sampling
     ) -> dict[str, np.ndarray]:
         return {
             "encoder_hidden_states": np.stack([e.sequence for e in embeddings]),
