@@ -12,7 +12,6 @@ The CLIP wrappers and the resolution profile are shared with the SD3 export (``s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -494,7 +493,6 @@ def plan(source: PipelineSource, options: ExportOptions) -> ExportPlan:
         pipeline={**pipeline_manifest(source, constants, profile), "clip_skip": options.clip_skip},
         scoring_encoder=dict(SCORING_ENCODER),
     )
-    prediction = str(
-        json.loads(scheduler_config.read_text(encoding="utf-8")).get("prediction_type", "epsilon")
-    )
+    scheduler = source.read_config("scheduler", "scheduler_config.json")
+    prediction = str(scheduler.get("prediction_type", "epsilon"))
     return with_sampler_step(family_plan, "unet", "sample", prediction)
