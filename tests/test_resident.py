@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.tiny_engines import pipeline_over
 from npc_rt.backends.ort import OrtBackend
 from npc_rt.engine import open_engine
 from npc_rt.errors import EngineError
 from npc_rt.generator import GenerationParams
 from npc_rt.guidance import GuidanceLayout, true_cfg
-from npc_rt.pipeline import Pipeline, load_engine
-from npc_rt.pipelines_cfg import CfgPipeline, cfg_combine, cfg_family_for
+from npc_rt.pipeline import load_engine
+from npc_rt.pipelines_cfg import cfg_combine, cfg_family_for
 from npc_rt.resident import STEP_COMPONENT, cfg_rows, flux_rows
 from npc_rt.schedule import FlowMatchConfig, euler_step_into, flux_schedule
 
@@ -35,20 +36,6 @@ IMAGE_ATOL = 1e-5
 PROMPT = "a red cube on top of a blue sphere"
 NEGATIVES = [None, "green grass, blurry", "two dogs"]
 FAMILIES = ("flux", "sdxl", "sd3")
-
-
-@pytest.fixture()
-def engine_dirs(
-    tiny_flux_engine_dir: Path, tiny_sdxl_engine_dir: Path, tiny_sd3_engine_dir: Path
-) -> dict[str, Path]:
-    return {"flux": tiny_flux_engine_dir, "sdxl": tiny_sdxl_engine_dir, "sd3": tiny_sd3_engine_dir}
-
-
-def _pipeline(engine_dir: Path, backend, resident: bool | None):
-    engine = open_engine(engine_dir)
-    if engine.family == "flux":
-        return Pipeline(engine, backend, resident=resident)
-    return CfgPipeline(engine, backend, cfg_family_for(engine), resident=resident)
 
 
 def _params(pipeline, **changes) -> GenerationParams:
@@ -111,9 +98,9 @@ def test_flux_step_graph_is_the_host_update(tiny_flux_engine_dir: Path) -> None:
 
 @pytest.mark.parametrize(("family", "skip_scale"), [("sdxl", None), ("sd3", None), ("sd3", 2.8)])
 def test_cfg_step_graph_is_the_host_update(
-    family: str, skip_scale: float | None, engine_dirs: dict[str, Path]
+    family: str, skip_scale: float | None, tiny_engine_dirs: dict[str, Path]
 ) -> None:
-    engine = open_engine(engine_dirs[family])
+    engine = open_engine(tiny_engine_dirs[family])
     fam = cfg_family_for(engine)
     backend = OrtBackend(engine, ["cpu"])
     schedule = fam.schedule(6, 64, 64)
@@ -142,12 +129,12 @@ def test_cfg_step_graph_is_the_host_update(
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_resident_loop_gives_the_host_loop_images(
-    family: str, engine_dirs: dict[str, Path]
+    family: str, tiny_engine_dirs: dict[str, Path]
 ) -> None:
-    engine = open_engine(engine_dirs[family])
+    engine = open_engine(tiny_engine_dirs[family])
     backend = OrtBackend(engine, ["cpu"], use_io_binding=True)
-    host = _pipeline(engine_dirs[family], backend, resident=False)
-    resident = _pipeline(engine_dirs[family], backend, resident=True)
+    host = pipeline_over(tiny_engine_dirs[family], backend, resident=False)
+    resident = pipeline_over(tiny_engine_dirs[family], backend, resident=True)
     assert resident.resident and not host.resident
     for params in (_params(host), _params(host, guidance=1.0, true_cfg=1.0)):
         want = host.sample(PROMPT, seed=7, negatives=NEGATIVES, params=params).images
@@ -161,8 +148,8 @@ def test_phase_switch_mid_generation(tiny_flux_engine_dir: Path) -> None:
     """FLUX's negatives end after step N: the batch shrinks from 2K-ish to K rows mid-loop."""
     engine = open_engine(tiny_flux_engine_dir)
     backend = OrtBackend(engine, ["cpu"])
-    host = _pipeline(tiny_flux_engine_dir, backend, resident=False)
-    resident = _pipeline(tiny_flux_engine_dir, backend, resident=True)
+    host = pipeline_over(tiny_flux_engine_dir, backend, resident=False)
+    resident = pipeline_over(tiny_flux_engine_dir, backend, resident=True)
     for n in (0, 1, 4, 5):
         params = _params(host, negative_steps=n)
         want = host.sample(PROMPT, seed=3, negatives=NEGATIVES, params=params).images

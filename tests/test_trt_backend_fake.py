@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.fake_gpu import install_fake_gpu
+from fixtures.tiny_engines import pipeline_over
 from npc_rt.backends.ort import OrtBackend
 from npc_rt.engine import open_engine
 from npc_rt.errors import EngineError, ShapeError
 from npc_rt.guidance import GuidanceLayout
-from npc_rt.pipeline import Pipeline
-from npc_rt.pipelines_cfg import CfgPipeline, cfg_family_for
 from npc_rt.resident import STEP_COMPONENT, flux_rows
 
 IMAGE_ATOL = 1e-5
@@ -38,13 +37,6 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch):
     return install_fake_gpu(monkeypatch)
 
 
-@pytest.fixture()
-def engine_dirs(
-    tiny_flux_engine_dir: Path, tiny_sdxl_engine_dir: Path, tiny_sd3_engine_dir: Path
-) -> dict[str, Path]:
-    return {"flux": tiny_flux_engine_dir, "sdxl": tiny_sdxl_engine_dir, "sd3": tiny_sd3_engine_dir}
-
-
 def _with_plans(src: Path, dst: Path, **build) -> Path:
     from npc_rt_export.trt_build import build_trt_engines
 
@@ -53,26 +45,19 @@ def _with_plans(src: Path, dst: Path, **build) -> Path:
     return dst
 
 
-def _pipeline(engine_dir: Path, backend, resident: bool | None = None):
-    engine = open_engine(engine_dir)
-    if engine.family == "flux":
-        return Pipeline(engine, backend, resident=resident)
-    return CfgPipeline(engine, backend, cfg_family_for(engine), resident=resident)
-
-
 @pytest.mark.parametrize("family", ["flux", "sdxl", "sd3"])
 def test_resident_generation_matches_onnxruntime_and_copies_only_the_result(
-    family: str, engine_dirs: dict[str, Path], tmp_path: Path, fake_gpu
+    family: str, tiny_engine_dirs: dict[str, Path], tmp_path: Path, fake_gpu
 ) -> None:
     from npc_rt.backends.trt import TrtBackend
 
     cuda, _ = fake_gpu
-    engine_dir = _with_plans(engine_dirs[family], tmp_path / "engine")
+    engine_dir = _with_plans(tiny_engine_dirs[family], tmp_path / "engine")
     engine = open_engine(engine_dir)
     backend = TrtBackend(engine, precision="fp16")
-    ours = _pipeline(engine_dir, backend)
+    ours = pipeline_over(engine_dir, backend)
     assert ours.resident  # a GPU backend keeps latents on the device by default
-    reference = _pipeline(engine_dir, OrtBackend(engine, ["cpu"]), resident=False)
+    reference = pipeline_over(engine_dir, OrtBackend(engine, ["cpu"]), resident=False)
     params = replace(ours.default_params, steps=5, height=64, width=64, negative_steps=3)
     want = reference.sample(PROMPT, seed=7, negatives=NEGATIVES, params=params).images
     got = ours.sample(PROMPT, seed=7, negatives=NEGATIVES, params=params).images
