@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from npc_rt.errors import InvalidInputError
+
 if TYPE_CHECKING:  # pragma: no cover
     from npc_rt.tokenizer import Tokenizer
 
@@ -20,8 +22,6 @@ Pair = tuple[int, int]
 
 
 def _pair(name: str, value: object, minimum: int) -> Pair:
-    from npc_rt.errors import InvalidInputError
-
     if (
         not isinstance(value, (tuple, list))
         or len(value) != 2
@@ -48,8 +48,6 @@ class SizeConditioning:
     negative_target_size: Pair | None = None
 
     def __post_init__(self) -> None:
-        from npc_rt.errors import InvalidInputError
-
         for name in (
             "original_size",
             "target_size",
@@ -104,8 +102,6 @@ class SkipLayerGuidance:
     stop: float = 0.2
 
     def __post_init__(self) -> None:
-        from npc_rt.errors import InvalidInputError
-
         layers = tuple(self.layers) if isinstance(self.layers, (tuple, list)) else None
         if not layers or any(
             isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in layers
