@@ -33,17 +33,15 @@ from dataclasses import replace
 
 import torch
 from npc_rt.errors import InvalidInputError
+from npc_rt.resident import STEP_COMPONENT, STEP_KIND_OF_PREDICTION
 from torch import nn
 
 from npc_rt_export.contracts import ComponentContract, DimRange, TensorSpec
 from npc_rt_export.plan import ExportPlan
 
-COMPONENT = "sampler_step"
-KIND_OF_PREDICTION = {
-    "flow": "flow_euler_step",
-    "epsilon": "eps_euler_step",
-    "v_prediction": "v_euler_step",
-}
+# the runtime's names, so the component the exporter writes is the one the loop looks for
+COMPONENT = STEP_COMPONENT
+KIND_OF_PREDICTION = STEP_KIND_OF_PREDICTION
 
 
 class EulerStep(nn.Module):

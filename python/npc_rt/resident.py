@@ -142,17 +142,22 @@ def denoise_resident(
 ) -> np.ndarray:
     """Run ``loop`` from host ``latents [K, ...]`` (float32); return the final latents on the host."""
     place = backend.place
-    # index arrays and the guidance scale are constant per phase: upload each once
-    placed = [
-        {
-            "model_rows": place(rows.model_rows),
-            "guided_rows": place(rows.guided_rows),
-            "base_rows": place(rows.base_rows),
-            "skipped_rows": place(rows.skipped),
-            "skip_scale": place(np.full(1, rows.skip_scale, dtype=np.float32)),
-        }
-        for rows in loop.phases
-    ]
+    # index arrays and the skip scale are constant per phase: upload each phase's once, when the
+    # loop first reaches it
+    placed: dict[int, dict[str, object]] = {}
+
+    def phase_inputs(phase: int) -> dict[str, object]:
+        if phase not in placed:
+            rows = loop.phases[phase]
+            placed[phase] = {
+                "model_rows": place(rows.model_rows),
+                "guided_rows": place(rows.guided_rows),
+                "base_rows": place(rows.base_rows),
+                "skipped_rows": place(rows.skipped),
+                "skip_scale": place(np.full(1, rows.skip_scale, dtype=np.float32)),
+            }
+        return placed[phase]
+
     guidance = place(np.full(1, loop.guidance, dtype=np.float32))
     sigmas = np.ascontiguousarray(loop.sigmas, dtype=np.float32)
     divisors = np.ascontiguousarray(loop.input_divisors, dtype=np.float32)
@@ -172,19 +177,20 @@ def denoise_resident(
         # after the last step the next input is unused: keep this phase's rows (same shapes, so a
         # static plan or captured CUDA graph still applies) and divide by 1
         following = phase if last else loop.phase_of(i + 1)
+        current = phase_inputs(phase)
         result = backend.run_resident(
             STEP_COMPONENT,
             {
                 "latents": state,
                 "model_output": out,
-                "guided_rows": placed[phase]["guided_rows"],
-                "base_rows": placed[phase]["base_rows"],
+                "guided_rows": current["guided_rows"],
+                "base_rows": current["base_rows"],
                 "guidance": guidance,
-                "skipped_rows": placed[phase]["skipped_rows"],
-                "skip_scale": placed[phase]["skip_scale"],
+                "skipped_rows": current["skipped_rows"],
+                "skip_scale": current["skip_scale"],
                 "sigma": sigmas[i : i + 1],
                 "sigma_next": sigmas[i + 1 : i + 2],
-                "next_rows": placed[following]["model_rows"],
+                "next_rows": phase_inputs(following)["model_rows"],
                 "input_divisor": _ONE if last else divisors[i + 1 : i + 2],
             },
         )
