@@ -101,9 +101,8 @@ and each generation's ``place``d inputs give new address sets)."""
 
 @dataclass
 class _Binding:
-    """Device memory of one component at one set of input shapes."""
+    """Device memory of one component at one set of input shapes (the key it is stored under)."""
 
-    shapes: dict[str, tuple[int, ...]]
     staging: dict[str, int] = field(default_factory=dict)  # inputs that arrive from the host
     outputs: list[dict[str, DeviceArray]] = field(default_factory=list)  # two alternating sets
     turn: int = 0
@@ -270,7 +269,7 @@ class TrtBackend:
             bindings.move_to_end(key)
             return binding
         self._set_shapes(component, context, shapes)
-        binding = _Binding(shapes=dict(shapes))
+        binding = _Binding()
         engine = self._engines[component]
         for _ in range(2):
             outputs = {}
