@@ -31,6 +31,7 @@ from npc_rt.backends.base import Backend
 from npc_rt.engine import Engine, open_engine
 from npc_rt.errors import EngineError, InvalidInputError, ShapeError
 from npc_rt.families import flux
+from npc_rt.families.common import default_image_size
 from npc_rt.generator import GenerationParams
 from npc_rt.guidance import GuidanceLayout
 from npc_rt.pipeline_base import BatchedPipeline, Samples, _LruCache
@@ -159,12 +160,10 @@ class Pipeline(BatchedPipeline):
     @property
     def default_params(self) -> GenerationParams:
         c = self._config
-        height, width = c.default_height, c.default_width
-        if not (
-            c.min_size[0] <= height <= c.max_size[0] and c.min_size[1] <= width <= c.max_size[1]
-        ):
-            opt = self._engine.pipeline.get("resolution", {}).get("opt", c.max_size)
-            height, width = int(opt[0]), int(opt[1])
+        opt = self._engine.pipeline.get("resolution", {}).get("opt", c.max_size)
+        height, width = default_image_size(
+            (c.default_height, c.default_width), c.min_size, c.max_size, opt
+        )
         return GenerationParams(
             steps=c.default_steps,
             height=height,
@@ -174,9 +173,7 @@ class Pipeline(BatchedPipeline):
             negative_steps=DEFAULT_NEGATIVE_STEPS,
         )
 
-    @property
-    def max_candidates_per_batch(self) -> int:
-        return max(1, self._batch_max(flux.TRANSFORMER) // 2)
+    _backbone = flux.TRANSFORMER
 
     @property
     def t5_tokenizer(self) -> Any:

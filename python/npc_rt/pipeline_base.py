@@ -59,9 +59,9 @@ class _LruCache:
 
 class BatchedPipeline:
     """Base of the family pipelines. Subclasses set ``_engine``, ``_backend``, ``_config`` (with
-    ``check_size`` and ``max_batch``) and ``_cache``, and provide ``default_params``,
-    ``max_candidates_per_batch``, ``default_negative_steps`` and ``_sample_batch``;
-    ``_check_params`` may add family rules."""
+    ``check_size`` and ``max_batch``) and ``_cache``, and provide ``_backbone``,
+    ``default_params``, ``default_negative_steps`` and ``_sample_batch``; ``_check_params`` may
+    add family rules."""
 
     _engine: Engine
     _backend: Backend
@@ -86,6 +86,16 @@ class BatchedPipeline:
     def _batch_max(self, component: str) -> int:
         dims = self._engine.component(component).dims
         return dims["batch"].max if "batch" in dims else self._config.max_batch
+
+    @property
+    def _backbone(self) -> str:
+        """The denoising component's name (the one guidance batches rows for)."""
+        raise NotImplementedError
+
+    @property
+    def max_candidates_per_batch(self) -> int:
+        """Candidates one backbone call holds: two rows each (cond and negative/uncond)."""
+        return max(1, self._batch_max(self._backbone) // 2)
 
     def default_negative_steps(self, steps: int) -> int:
         raise NotImplementedError

@@ -28,6 +28,7 @@ from npc_rt.engine import Engine
 from npc_rt.errors import EngineError, InvalidInputError, ShapeError
 from npc_rt.families import flux
 from npc_rt.families.cfg_config import CfgConfig, TextEmbedding
+from npc_rt.families.common import default_image_size
 from npc_rt.generator import GenerationParams
 from npc_rt.pipeline import (
     _NOISE_DTYPE,
@@ -171,11 +172,9 @@ class CfgPipeline(BatchedPipeline):
     @property
     def default_params(self) -> GenerationParams:
         c = self._config
-        height, width = c.default_height, c.default_width
-        if not (
-            c.min_size[0] <= height <= c.max_size[0] and c.min_size[1] <= width <= c.max_size[1]
-        ):
-            height, width = c.opt_size
+        height, width = default_image_size(
+            (c.default_height, c.default_width), c.min_size, c.max_size, c.opt_size
+        )
         return GenerationParams(
             steps=c.default_steps,
             height=height,
@@ -186,8 +185,8 @@ class CfgPipeline(BatchedPipeline):
         )
 
     @property
-    def max_candidates_per_batch(self) -> int:
-        return max(1, self._batch_max(self._family.backbone) // 2)
+    def _backbone(self) -> str:
+        return self._family.backbone
 
     def scoring_encoder(self) -> CfgScoringEncoder:
         return CfgScoringEncoder(self)
@@ -344,7 +343,7 @@ class CfgPipeline(BatchedPipeline):
             and params.guidance > 1
             and any(slg.active(i, params.steps) for i in range(params.steps))
         )
-        return max(1, self._batch_max(self._family.backbone) // (3 if skip_pass else 2))
+        return max(1, self._batch_max(self._backbone) // (3 if skip_pass else 2))
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """Latents -> float images ``[K, H, W, 3]`` in [0, 1]."""

@@ -42,3 +42,17 @@ def check_image_size(
             raise ShapeError(f"{axis} {value} is not a multiple of {multiple}")
         if not lo <= value <= hi:
             raise ShapeError(f"{axis} {value} is outside the engine's exported range [{lo}, {hi}]")
+
+
+def default_image_size(
+    default: tuple[int, int],
+    min_size: tuple[int, int],
+    max_size: tuple[int, int],
+    opt_size: tuple[int, int],
+) -> tuple[int, int]:
+    """The pipeline's default ``(height, width)`` when the engine was exported for it, else the
+    engine's optimized size (a small test engine cannot make FLUX's 1024x1024)."""
+    height, width = default
+    if min_size[0] <= height <= max_size[0] and min_size[1] <= width <= max_size[1]:
+        return height, width
+    return int(opt_size[0]), int(opt_size[1])
